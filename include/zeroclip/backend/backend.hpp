@@ -1,0 +1,57 @@
+//! The backend contract: the only operations model code (nn/, models/) may call. A backend is a
+//! class with a `tensor` type (host memory for cpu_eigen, device memory for cuda_cublas) and the
+//! const member functions below; `is_backend_v<B>` checks a type at compile time.
+//!
+//!  memory      upload(host) -> tensor, download(tensor) -> host tensor
+//!  products    linear(x, w, b)  y = x·wᵀ + b      matmul(x, w)  y = x·w
+//!  row-wise    layer_norm(x, w, b, eps), activate_(x, act), add_(x, y), add_broadcast_(x, rows),
+//!              scale_(x, s), l2_normalize_rows(x), softmax_rows(x)
+//!  gathers     gather_rows(table, index), slice_rows(x, begin, count), patchify(images, p),
+//!              prepend_row(x, row, batch)
+//!  attention   self_attention(qkv, batch, heads, causal), attention(q, k, v, batch, heads)
+//!
+//! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
+#pragma once
+
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../models/config.hpp"
+#include "../tensor.hpp"
+
+namespace zeroclip {
+
+namespace detail {
+template <class B, class = void>
+struct is_backend : std::false_type {};
+
+template <class B>
+struct is_backend<
+    B, std::void_t<typename B::tensor,
+                   decltype(std::declval<const B&>().upload(std::declval<const tensor&>())),
+                   decltype(std::declval<const B&>().download(std::declval<const typename B::tensor&>())),
+                   decltype(std::declval<const B&>().linear(std::declval<const typename B::tensor&>(),
+                                                            std::declval<const typename B::tensor&>(),
+                                                            std::declval<const typename B::tensor&>())),
+                   decltype(std::declval<const B&>().matmul(std::declval<const typename B::tensor&>(),
+                                                            std::declval<const typename B::tensor&>())),
+                   decltype(std::declval<const B&>().layer_norm(std::declval<const typename B::tensor&>(),
+                                                                std::declval<const typename B::tensor&>(),
+                                                                std::declval<const typename B::tensor&>(), 1e-5)),
+                   decltype(std::declval<const B&>().activate_(std::declval<typename B::tensor&>(),
+                                                               activation::gelu)),
+                   decltype(std::declval<const B&>().add_(std::declval<typename B::tensor&>(),
+                                                          std::declval<const typename B::tensor&>())),
+                   decltype(std::declval<const B&>().self_attention(std::declval<const typename B::tensor&>(),
+                                                                    int64_t{}, int64_t{}, bool{})),
+                   decltype(std::declval<const B&>().gather_rows(std::declval<const typename B::tensor&>(),
+                                                                 std::declval<const std::vector<int64_t>&>()))>>
+    : std::true_type {};
+}  // namespace detail
+
+/// True when B provides the backend operations (a compile-time check, C++17 detection idiom).
+template <class B>
+inline constexpr bool is_backend_v = detail::is_backend<B>::value;
+
+}  // namespace zeroclip

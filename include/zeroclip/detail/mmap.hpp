@@ -1,0 +1,63 @@
+//! A read-only memory mapping of a whole file (POSIX). Checkpoints are mapped, not read, so F32
+//! weights are used in place and the page cache is shared between processes.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "../error.hpp"
+
+namespace zeroclip::detail {
+
+class mapped_file {
+public:
+    /// Maps `path` read-only; throws errc::io naming the path on any failure.
+    static std::shared_ptr<const mapped_file> open(const std::string& path) {
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) ZEROCLIP_THROW(errc::io, path + ": cannot open: " + std::strerror(errno));
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            ZEROCLIP_THROW(errc::io, path + ": not a regular file");
+        }
+        auto file = std::shared_ptr<mapped_file>(new mapped_file());
+        file->path_ = path;
+        file->size_ = static_cast<size_t>(st.st_size);
+        if (file->size_ > 0) {
+            void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (p == MAP_FAILED) {
+                int err = errno;
+                ::close(fd);
+                ZEROCLIP_THROW(errc::io, path + ": cannot map: " + std::strerror(err));
+            }
+            file->data_ = static_cast<const unsigned char*>(p);
+        }
+        ::close(fd);
+        return file;
+    }
+
+    ~mapped_file() {
+        if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+    }
+    mapped_file(const mapped_file&) = delete;
+    mapped_file& operator=(const mapped_file&) = delete;
+
+    const unsigned char* data() const { return data_; }
+    size_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+private:
+    mapped_file() = default;
+    std::string path_;
+    const unsigned char* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+}  // namespace zeroclip::detail

@@ -1,0 +1,198 @@
+//! Opening a CLIP checkpoint as users have it: zeroclip's single `.safetensors` file (weights,
+//! config and tokenizer, docs/FORMAT.md) or a Hugging Face CLIP folder (config.json,
+//! model.safetensors, vocab.json, merges.txt). Hugging Face names are mapped to OpenAI's once here.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "../models/config.hpp"
+#include "safetensors.hpp"
+#include "weights.hpp"
+
+namespace zeroclip {
+
+/// Everything a model is built from.
+struct checkpoint {
+    std::string path;
+    clip_config config;
+    weight_source weights;      ///< OpenAI names, float32
+    std::string bpe_merges;     ///< one merge "a b" per line, in rank order, no "#version" header
+    std::string bpe_vocab_json; ///< {token: id}, or empty for CLIP's standard vocabulary
+    std::string weight_dtype;   ///< "F32", "F16", "BF16" (the dtype of most weights in the file)
+};
+
+namespace detail {
+
+inline bool is_directory(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+inline bool file_exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+inline std::string read_text_file(const std::string& path) {
+    if (is_directory(path)) ZEROCLIP_THROW(errc::io, path + ": is a directory, expected a file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) ZEROCLIP_THROW(errc::io, path + ": cannot open");
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+inline std::string majority_dtype(const safetensors_file& file) {
+    std::map<std::string, size_t> bytes;
+    for (const auto& [name, r] : file.tensors()) bytes[dtype_name(r.type)] += r.nbytes;
+    std::string best = "F32";
+    size_t most = 0;
+    for (const auto& [name, n] : bytes)
+        if (n > most) most = n, best = name;
+    return best;
+}
+
+inline bool is_float(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16 || t == dtype::f64; }
+
+inline bool replace_prefix(std::string& s, const std::string& from, const std::string& to) {
+    if (s.compare(0, from.size(), from) != 0) return false;
+    s = to + s.substr(from.size());
+    return true;
+}
+
+inline void replace_all(std::string& s, const std::string& from, const std::string& to) {
+    for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
+        s.replace(p, from.size(), to);
+}
+
+inline tensor transpose2d(const tensor& t) {
+    const int64_t rows = t.dim(0), cols = t.dim(1);
+    tensor out({cols, rows});
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = t[r * cols + c];
+    return out;
+}
+
+/// Hugging Face CLIPModel names → OpenAI names (the inverse of transformers'
+/// convert_clip_original_pytorch_to_hf.py). q/k/v are concatenated into in_proj, the two
+/// projections transposed back to [width, embed].
+inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file) {
+    std::map<std::string, tensor> out;
+    std::map<std::string, std::array<tensor, 3>> qkv;  // OpenAI in_proj name -> q, k, v
+    for (const auto& [hf_name, record] : file.tensors()) {
+        if (!is_float(record.type)) continue;  // position_ids buffers
+        std::string name = hf_name;
+        bool transpose = false;
+        if (name == "visual_projection.weight") name = "visual.proj", transpose = true;
+        else if (name == "text_projection.weight") name = "text_projection", transpose = true;
+        else if (replace_prefix(name, "vision_model.embeddings.patch_embedding.", "visual.conv1.")) {}
+        else if (name == "vision_model.embeddings.class_embedding") name = "visual.class_embedding";
+        else if (name == "vision_model.embeddings.position_embedding.weight") name = "visual.positional_embedding";
+        else if (name == "text_model.embeddings.token_embedding.weight") name = "token_embedding.weight";
+        else if (name == "text_model.embeddings.position_embedding.weight") name = "positional_embedding";
+        else if (replace_prefix(name, "vision_model.pre_layrnorm.", "visual.ln_pre.")) {}
+        else if (replace_prefix(name, "vision_model.post_layernorm.", "visual.ln_post.")) {}
+        else if (replace_prefix(name, "text_model.final_layer_norm.", "ln_final.")) {}
+        else if (replace_prefix(name, "vision_model.encoder.layers.", "visual.transformer.resblocks.") ||
+                 replace_prefix(name, "text_model.encoder.layers.", "transformer.resblocks.")) {
+            replace_all(name, ".self_attn.out_proj.", ".attn.out_proj.");
+            replace_all(name, ".layer_norm1.", ".ln_1.");
+            replace_all(name, ".layer_norm2.", ".ln_2.");
+            replace_all(name, ".mlp.fc1.", ".mlp.c_fc.");
+            replace_all(name, ".mlp.fc2.", ".mlp.c_proj.");
+            static const char* parts[3] = {".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj."};
+            bool is_qkv = false;
+            for (int i = 0; i < 3; ++i) {
+                auto p = name.find(parts[i]);
+                if (p == std::string::npos) continue;
+                std::string kind = name.substr(p + std::string(parts[i]).size());  // weight / bias
+                qkv[name.substr(0, p) + ".attn.in_proj_" + kind][static_cast<size_t>(i)] = file.to_float(record);
+                is_qkv = true;
+            }
+            if (is_qkv) continue;
+        }
+        tensor t = file.to_float(record);
+        if (transpose) {
+            if (t.ndim() != 2)
+                ZEROCLIP_THROW(errc::shape, file.path() + ": tensor '" + hf_name + "' must be 2-d, has shape " +
+                                                shape_to_string(t.shape()));
+            t = transpose2d(t);
+        }
+        out[name] = t;
+    }
+    for (auto& [name, parts] : qkv) {
+        for (int i = 0; i < 3; ++i)
+            if (parts[static_cast<size_t>(i)].empty())
+                ZEROCLIP_THROW(errc::format, file.path() + ": the q/k/v projections of '" + name +
+                                                 "' are incomplete");
+        const auto& q = parts[0];
+        if (parts[1].shape() != q.shape() || parts[2].shape() != q.shape())
+            ZEROCLIP_THROW(errc::shape, file.path() + ": the q/k/v projections of '" + name +
+                                            "' have different shapes");
+        shape_t shape = q.shape();
+        shape[0] *= 3;
+        tensor joined(shape);
+        for (size_t i = 0; i < 3; ++i)
+            std::copy(parts[i].begin(), parts[i].end(), joined.data() + static_cast<int64_t>(i) * q.numel());
+        out[name] = joined;
+    }
+    return out;
+}
+
+inline checkpoint load_hf_folder(const std::string& dir) {
+    checkpoint c;
+    c.path = dir;
+    const std::string config_path = dir + "/config.json";
+    if (!file_exists(config_path))
+        ZEROCLIP_THROW(errc::io, dir + ": no config.json (expected a Hugging Face CLIP folder or a .safetensors file)");
+    std::string preprocessor;
+    if (file_exists(dir + "/preprocessor_config.json")) preprocessor = read_text_file(dir + "/preprocessor_config.json");
+    c.config = parse_hf_config(read_text_file(config_path), preprocessor, config_path);
+    const std::string weights_path = dir + "/model.safetensors";
+    if (!file_exists(weights_path))
+        ZEROCLIP_THROW(errc::io, dir + ": no model.safetensors (convert pytorch_model.bin with "
+                                       "weights_tools/convert.py)");
+    auto file = safetensors_file::open(weights_path);
+    c.weight_dtype = majority_dtype(file);
+    c.weights = weight_source(map_hf_names(file), weights_path);
+    c.bpe_vocab_json = read_text_file(dir + "/vocab.json");
+    std::string merges = read_text_file(dir + "/merges.txt");
+    if (merges.compare(0, 8, "#version") == 0) merges.erase(0, merges.find('\n') + 1);
+    c.bpe_merges = std::move(merges);
+    return c;
+}
+
+inline checkpoint load_zeroclip_file(const std::string& path) {
+    checkpoint c;
+    c.path = path;
+    auto file = safetensors_file::open(path);
+    const auto& meta = file.metadata();
+    auto config = meta.find("zeroclip.config");
+    if (config == meta.end())
+        ZEROCLIP_THROW(errc::format, path + ": no 'zeroclip.config' metadata; convert the checkpoint with "
+                                            "weights_tools/convert.py, or pass a Hugging Face CLIP folder");
+    c.config = parse_zeroclip_config(config->second, path);
+    c.weight_dtype = majority_dtype(file);
+    std::map<std::string, tensor> tensors;
+    for (const auto& [name, record] : file.tensors())
+        if (is_float(record.type)) tensors[name] = file.to_float(record);
+    c.weights = weight_source(std::move(tensors), path);
+    if (auto m = meta.find("zeroclip.bpe_merges"); m != meta.end()) c.bpe_merges = m->second;
+    if (auto v = meta.find("zeroclip.bpe_vocab"); v != meta.end()) c.bpe_vocab_json = v->second;
+    return c;
+}
+
+}  // namespace detail
+
+/// Opens `path`: a Hugging Face CLIP folder or a zeroclip `.safetensors` file. Throws errc::io,
+/// errc::format or errc::shape with the file (and tensor) named.
+inline checkpoint load_checkpoint(const std::string& path) {
+    if (detail::is_directory(path)) return detail::load_hf_folder(path);
+    return detail::load_zeroclip_file(path);
+}
+
+}  // namespace zeroclip

@@ -1,0 +1,98 @@
+//! models::clip_model — a whole CLIP: an image encoder (ViT or ModifiedResNet, chosen from the
+//! checkpoint), the text encoder and logit_scale. A loaded model is immutable: encode_* are
+//! const and may be called from several threads at once.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <variant>
+
+#include "../io/checkpoint.hpp"
+#include "text.hpp"
+#include "vit.hpp"
+
+namespace zeroclip::models {
+
+template <class Backend>
+class clip_model {
+public:
+    using tensor = typename Backend::tensor;
+    using image_encoder = std::variant<vision_transformer<Backend>>;
+
+    /// Builds the model from an opened checkpoint; every tensor's shape is checked here.
+    explicit clip_model(const checkpoint& ckpt, Backend backend = Backend())
+        : backend_(std::move(backend)), config_(ckpt.config), source_(ckpt.path), dtype_(ckpt.weight_dtype) {
+        const weight_source& ws = ckpt.weights;
+        visual_ = vision_transformer<Backend>::load(ws.scope("visual"), backend_, config_.vision, config_.embed_dim);
+        text_ = text_transformer<Backend>::load(ws, backend_, config_.text, config_.embed_dim);
+        const tensor& scale = ws.find("logit_scale");
+        if (scale.numel() != 1)
+            ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +
+                                            shape_to_string(scale.shape()) + ", expected []");
+        logit_scale_raw_ = scale[0];
+    }
+
+    const clip_config& config() const { return config_; }
+    const Backend& backend() const { return backend_; }
+    /// The checkpoint this model was loaded from, and its weights' dtype ("F16", ...).
+    const std::string& source() const { return source_; }
+    const std::string& weight_dtype() const { return dtype_; }
+    bool is_resnet() const { return config_.vision.is_resnet(); }
+
+    /// Image embeddings (N, embed_dim), not normalised (as OpenAI's encode_image), from
+    /// preprocessed pixels (N, 3, image_size, image_size).
+    zeroclip::tensor encode_image(const zeroclip::tensor& pixels) const {
+        const int64_t s = config_.vision.image_size;
+        if (pixels.ndim() != 4 || pixels.dim(1) != 3 || pixels.dim(2) != s || pixels.dim(3) != s || pixels.dim(0) < 1)
+            ZEROCLIP_THROW(errc::shape, "encode_image: pixels have shape " + shape_to_string(pixels.shape()) +
+                                            ", expected [N,3," + std::to_string(s) + "," + std::to_string(s) + "]");
+        const tensor x = backend_.upload(pixels);
+        return backend_.download(std::visit([&](const auto& enc) { return enc.forward(backend_, x); }, visual_));
+    }
+
+    /// Text embeddings (N, embed_dim), not normalised, from token ids (N, L ≤ context_length),
+    /// each row starting with <|startoftext|> and holding <|endoftext|> (the highest id).
+    zeroclip::tensor encode_text(const token_tensor& tokens) const {
+        if (tokens.ndim() != 2 || tokens.dim(0) < 1 || tokens.dim(1) < 1 ||
+            tokens.dim(1) > config_.text.context_length)
+            ZEROCLIP_THROW(errc::shape, "encode_text: tokens have shape " + shape_to_string(tokens.shape()) +
+                                            ", expected [N,L] with 1 <= L <= " +
+                                            std::to_string(config_.text.context_length));
+        for (int32_t id : tokens)
+            if (id < 0 || id >= config_.text.vocab_size)
+                ZEROCLIP_THROW(errc::invalid_argument, "encode_text: token id " + std::to_string(id) +
+                                                           " is outside the vocabulary [0, " +
+                                                           std::to_string(config_.text.vocab_size) + ")");
+        return backend_.download(text_.forward(backend_, tokens));
+    }
+
+    /// exp(logit_scale): the factor CLIP multiplies cosine similarities by.
+    float logit_scale() const { return std::exp(logit_scale_raw_); }
+
+    /// logits_per_image (N, M) = logit_scale · cos(image_i, text_j).
+    zeroclip::tensor logits_per_image(const zeroclip::tensor& image_embeddings,
+                                      const zeroclip::tensor& text_embeddings) const {
+        if (image_embeddings.ndim() != 2 || text_embeddings.ndim() != 2 ||
+            image_embeddings.dim(1) != text_embeddings.dim(1))
+            ZEROCLIP_THROW(errc::shape, "logits_per_image: embeddings have shapes " +
+                                            shape_to_string(image_embeddings.shape()) + " and " +
+                                            shape_to_string(text_embeddings.shape()));
+        const Backend& be = backend_;
+        tensor img = be.l2_normalize_rows(be.upload(image_embeddings));
+        tensor txt = be.l2_normalize_rows(be.upload(text_embeddings));
+        tensor logits = be.linear(img, txt, tensor{});
+        be.scale_(logits, logit_scale());
+        return be.download(logits);
+    }
+
+private:
+    Backend backend_;
+    clip_config config_;
+    std::string source_;
+    std::string dtype_;
+    image_encoder visual_;
+    text_transformer<Backend> text_;
+    float logit_scale_raw_ = 0;
+};
+
+}  // namespace zeroclip::models

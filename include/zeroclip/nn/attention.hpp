@@ -1,0 +1,30 @@
+//! nn::self_attention — torch.nn.MultiheadAttention as CLIP uses it: one packed in_proj for
+//! q, k and v, heads of width/heads channels, an optional causal mask (the text tower), out_proj.
+#pragma once
+
+#include "linear.hpp"
+
+namespace zeroclip::nn {
+
+template <class Backend>
+struct self_attention {
+    using tensor = typename Backend::tensor;
+    tensor in_proj_weight;        // (3·width, width): q, k, v stacked
+    tensor in_proj_bias;          // (3·width)
+    linear<Backend> out_proj;     // (width, width)
+    int64_t heads = 1;
+
+    static self_attention load(const weight_source& ws, const Backend& be, int64_t width, int64_t heads) {
+        return {be.upload(ws.get("in_proj_weight", {3 * width, width})),
+                be.upload(ws.get("in_proj_bias", {3 * width})),
+                linear<Backend>::load(ws.scope("out_proj"), be, width, width), heads};
+    }
+
+    /// x: (batch·tokens, width) → (batch·tokens, width).
+    tensor forward(const Backend& be, const tensor& x, int64_t batch, bool causal) const {
+        tensor qkv = be.linear(x, in_proj_weight, in_proj_bias);  // (batch·tokens, 3·width)
+        return out_proj.forward(be, be.self_attention(qkv, batch, heads, causal));
+    }
+};
+
+}  // namespace zeroclip::nn

@@ -1,0 +1,36 @@
+//! zeroclip — OpenAI CLIP in header-only C++17: image and text embeddings and zero-shot
+//! classification, with the same numbers as the official implementation.
+//!
+//!     #include <zeroclip/zeroclip.hpp>
+//!     auto model = zeroclip::load_model("clip-vit-base-patch32/");   // HF folder or .safetensors
+//!     zeroclip::tensor img = model.encode_image(pixels);              // (N, 3, 224, 224) -> (N, 512)
+//!     zeroclip::tensor txt = model.encode_text(token_ids);            // (M, 77) int32 -> (M, 512)
+//!     zeroclip::tensor logits = model.logits_per_image(img, txt);     // (N, M)
+//!
+//! Everything throws zeroclip::error (error.hpp) on bad input. Internals live in zeroclip::detail.
+#pragma once
+
+#include "backend/backend.hpp"
+#include "backend/cpu_eigen.hpp"
+#include "error.hpp"
+#include "io/checkpoint.hpp"
+#include "io/npy.hpp"
+#include "io/safetensors.hpp"
+#include "models/clip.hpp"
+#include "models/config.hpp"
+#include "tensor.hpp"
+
+namespace zeroclip {
+
+static_assert(is_backend_v<cpu_eigen>, "cpu_eigen must implement the backend contract");
+
+/// A CLIP model on the CPU.
+using model = models::clip_model<cpu_eigen>;
+
+/// Loads a model from a Hugging Face CLIP folder or a zeroclip `.safetensors` file.
+template <class Backend = cpu_eigen>
+models::clip_model<Backend> load_model(const std::string& path, Backend backend = Backend()) {
+    return models::clip_model<Backend>(load_checkpoint(path), std::move(backend));
+}
+
+}  // namespace zeroclip
