@@ -5,6 +5,7 @@ numpy, so that running one with an interpreter that lacks numpy gives a clear me
 of a traceback.
 """
 
+import os
 import sys
 
 NUMPY_HINT = (
@@ -35,3 +36,13 @@ def human_bytes(n):
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.2f %s" % (n, unit))
         n /= 1024.0
     return "%d B" % n
+
+
+def quiet_broken_pipe():
+    """Call when writing to stdout raised BrokenPipeError (e.g. `info.py X | head`): silence
+    the interpreter's second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

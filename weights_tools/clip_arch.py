@@ -33,7 +33,8 @@ DEFAULT_LAYER_NORM_EPS = 1e-05
 FORMAT_VERSION = "1"
 
 # Buffers present in checkpoints that the format does not store.
-SKIPPED_SUFFIXES = (".num_batches_tracked", ".position_ids")
+SKIPPED_SUFFIXES = (".num_batches_tracked", ".position_ids",
+                    ".attn_mask")  # (a plain attribute, never in state dicts; ignored should a TorchScript tree hold it)
 SKIPPED_NAMES = ("input_resolution", "context_length", "vocab_size", "position_ids")
 
 # Official OpenAI models: CLIP(embed_dim, image_resolution, vision_layers, vision_width,
@@ -467,12 +468,12 @@ def load_openai_merges(path, count):
                 text = f.read().decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
         raise ArchError("cannot read BPE merges file %s: %s" % (path, e))
-    lines = text.split("\n")
+    lines = text.split("\n", count + 1)  # only what is needed (the file has 262k lines)
     if lines and "#version" in lines[0]:
         lines = lines[1:]
     merges = [ln.rstrip("\r") for ln in lines[:count]]
     if len(merges) < count or (merges and merges[-1] == ""):
-        have = len([m for m in lines if m.strip()])
+        have = len([m for m in merges if m.strip()])
         raise ArchError("BPE file %s has only %d merges, the model's vocabulary of %d tokens needs %d"
                         % (path, have, count + 514, count))
     _check_merges(merges, path)

@@ -26,11 +26,11 @@ if __name__ == "__main__":
 
 try:  # noqa: E402
     from . import clip_arch, sources
-    from ._common import ToolError, human_bytes
+    from ._common import ToolError, human_bytes, quiet_broken_pipe
 except ImportError:
     import clip_arch
     import sources
-    from _common import ToolError, human_bytes
+    from _common import ToolError, human_bytes, quiet_broken_pipe
 
 
 def describe(path, bpe=None):
@@ -79,7 +79,8 @@ def describe(path, bpe=None):
         src.close()
 
 
-def print_text(info, out=sys.stdout):
+def print_text(info, out=None):
+    out = out or sys.stdout
     cfg = info["config"]
     v, t = cfg["vision"], cfg["text"]
     w = out.write
@@ -130,11 +131,15 @@ def main(argv=None):
     except ToolError as e:
         sys.stderr.write("%s: error: %s\n" % (PROG, e))
         return 1
-    if args.json:
-        json.dump(info, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_text(info)
+    try:
+        if args.json:
+            json.dump(info, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            print_text(info)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
     return 0
 
 

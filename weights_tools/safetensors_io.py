@@ -59,7 +59,9 @@ def bf16_bits_to_f32(bits):
 
 def f32_to_bf16_bits(x):
     """float32 -> uint16 bfloat16 bit patterns, round to nearest even (NaN stays NaN)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    shape = x.shape
+    x = np.ascontiguousarray(x).reshape(shape)  # (ascontiguousarray turns 0-d into 1-d)
     u = x.view(np.uint32)
     rounding = ((u >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF)
     with np.errstate(over="ignore"):
@@ -67,7 +69,7 @@ def f32_to_bf16_bits(x):
     nan = np.isnan(x)
     if nan.any():
         out[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
-    return out
+    return out.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -220,7 +222,9 @@ def write(path, entries, metadata=None):
                                            % (name, list(arr.shape), list(shape)))
                 arr = np.ascontiguousarray(arr, dtype=want)
                 f.write(memoryview(arr.reshape(-1)).cast("B"))
-        os.chmod(tmp, 0o644)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -295,16 +295,19 @@ def _hf_config(src, hidden_act, image_mean, image_std):
         raise ToolError("config.json: text and vision towers use different layer_norm_eps (%s)" % sorted(epss))
     shapes = {k: x.shape for k, x in src.tensors.items()}
     inferred = clip_arch.infer_config(shapes)  # OpenAI's view of the same tensors
+    # Missing keys take transformers' CLIPTextConfig / CLIPVisionConfig defaults, as
+    # CLIPModel.from_pretrained would.
     try:
-        vision = dict(type="vit", width=int(v["hidden_size"]), layers=int(v["num_hidden_layers"]),
-                      heads=int(v["num_attention_heads"]), patch_size=int(v["patch_size"]),
-                      image_size=int(v["image_size"]))
-        text = dict(width=int(t["hidden_size"]), layers=int(t["num_hidden_layers"]),
-                    heads=int(t["num_attention_heads"]), context_length=int(t["max_position_embeddings"]),
-                    vocab_size=int(t["vocab_size"]))
+        vision = dict(type="vit", width=int(v.get("hidden_size", 768)), layers=int(v.get("num_hidden_layers", 12)),
+                      heads=int(v.get("num_attention_heads", 12)), patch_size=int(v.get("patch_size", 32)),
+                      image_size=int(v.get("image_size", 224)))
+        text = dict(width=int(t.get("hidden_size", 512)), layers=int(t.get("num_hidden_layers", 12)),
+                    heads=int(t.get("num_attention_heads", 8)),
+                    context_length=int(t.get("max_position_embeddings", 77)),
+                    vocab_size=int(t.get("vocab_size", 49408)))
         embed = int(proj if proj is not None else inferred["embed_dim"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ToolError("config.json: missing or bad field %s" % e)
+    except (TypeError, ValueError) as e:
+        raise ToolError("config.json: bad field: %s" % e)
     for tower, hf_sec, inf_sec in (("vision", vision, inferred["vision"]), ("text", text, inferred["text"])):
         if hf_sec["heads"] != inf_sec["heads"]:
             src.notes.append("%s heads: %d from config.json (OpenAI's width//64 rule would give %d)"

@@ -31,6 +31,7 @@ archive's ``code/`` are never imported or executed. Storages are read as raw byt
 against the sizes, offsets and strides that reference them.
 """
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -303,10 +304,17 @@ class SafeUnpickler(pickle.Unpickler):
                 cls = type("TorchScript_" + re.sub(r"\W", "_", name), (TorchScriptObject,), {"qualname": qual})
                 self._ts_classes[qual] = cls
             return cls
+        shown = "'%s.%s'" % (module, name)
+        # protocol 0-2 pickles spell Python 3 names the Python 2 way (__builtin__.eval): show both
+        py3 = _compat_pickle.NAME_MAPPING.get((module, name))
+        if py3 is None and module in _compat_pickle.IMPORT_MAPPING:
+            py3 = (_compat_pickle.IMPORT_MAPPING[module], name)
+        if py3 is not None and py3 != (module, name):
+            shown = "'%s.%s' (written as '%s.%s')" % (py3[0], py3[1], module, name)
         raise UnsafePickleError(
-            "%s: refusing to load global '%s.%s' from the pickle: it is not a tensor-rebuilding function "
+            "%s: refusing to load global %s from the pickle: it is not a tensor-rebuilding function "
             "and could execute code. Only plain PyTorch state dicts / TorchScript CLIP archives are "
-            "accepted; nothing in the file was executed." % (self.what, module, name))
+            "accepted; nothing in the file was executed." % (self.what, shown))
 
     def persistent_load(self, pid):
         if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"

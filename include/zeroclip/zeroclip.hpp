@@ -19,6 +19,11 @@
 #include "models/clip.hpp"
 #include "models/config.hpp"
 #include "tensor.hpp"
+#ifdef ZEROCLIP_WITH_CUDA
+#include "backend/cuda_cublas.hpp"
+#else
+#include "backend/cuda_stub.hpp"
+#endif
 
 namespace zeroclip {
 

@@ -9,6 +9,8 @@
 //!  gathers     gather_rows(table, index), slice_rows(x, begin, count), patchify(images, p),
 //!              prepend_row(x, row, batch)
 //!  attention   self_attention(qkv, batch, heads, causal), attention(q, k, v, batch, heads)
+//!  images      conv2d(x, w, b, stride, pad), relu_(x), avg_pool2d(x, k), spatial_tokens(x)
+//!              (NCHW; the ModifiedResNet image encoder)
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once

@@ -180,10 +180,130 @@ public:
                               heads, false);
     }
 
+    // ---- convolutional ops (ModifiedResNet), images NCHW ---------------------------------------
+    /// 2-d convolution with zero padding: x (N, C, H, W), w (O, C, kh, kw) as PyTorch stores
+    /// nn.Conv2d, b (O) or empty → (N, O, Ho, Wo), Ho = (H + 2·pad − kh) / stride + 1.
+    /// A 1×1 stride-1 convolution is a GEMM on the image itself; any other is im2col + GEMM, over
+    /// bands of output rows so the column buffer stays ≤ ~16 MiB even for RN50x64 at 448 px.
+    tensor conv2d(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
+        const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+        const int64_t o = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+        ZEROCLIP_ASSERT(w.dim(1) == c && stride >= 1 && pad >= 0);
+        const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (wd + 2 * pad - kw) / stride + 1;
+        ZEROCLIP_ASSERT(ho > 0 && wo > 0);
+        const int64_t k = c * kh * kw, plane = ho * wo;
+        tensor y({n, o, ho, wo});
+        const const_map weights(w.data(), o, k);
+        if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
+            for (int64_t img = 0; img < n; ++img)
+                map(y.data() + img * o * plane, o, plane).noalias() =
+                    weights * as_matrix_at(x.data() + img * c * plane, c, plane);
+        } else {
+            constexpr int64_t max_buffer = int64_t{1} << 22;  // floats
+            const int64_t band = std::clamp<int64_t>(max_buffer / (k * wo), 1, ho);
+            std::vector<float> cols(static_cast<size_t>(k * band * wo));
+            for (int64_t img = 0; img < n; ++img)
+                for (int64_t r0 = 0; r0 < ho; r0 += band) {
+                    const int64_t r1 = std::min(ho, r0 + band), width = (r1 - r0) * wo;
+                    im2col_band(x.data() + img * c * h * wd, c, h, wd, kh, kw, stride, pad, r0, r1, wo, cols.data());
+                    Eigen::Map<matrix, 0, Eigen::OuterStride<>> out(y.data() + img * o * plane + r0 * wo, o, width,
+                                                                    Eigen::OuterStride<>(plane));
+                    out.noalias() = weights * const_map(cols.data(), k, width);
+                }
+        }
+        if (!b.empty()) {
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int64_t img = 0; img < n; ++img)
+                for (int64_t ch = 0; ch < o; ++ch)
+                    Eigen::Map<Eigen::ArrayXf>(y.data() + (img * o + ch) * plane, plane) += b.data()[ch];
+        }
+        return y;
+    }
+
+    /// In place: x = max(x, 0) (NaN stays NaN, as torch.relu).
+    void relu_(tensor& x) const {
+        float* p = x.data();
+        const int64_t n = x.numel();
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) p[i] = p[i] < 0.0f ? 0.0f : p[i];
+    }
+
+    /// nn.AvgPool2d(k): mean of non-overlapping k×k windows (kernel = stride = k, no padding,
+    /// trailing rows/columns that do not fill a window dropped): (N, C, H, W) → (N, C, H/k, W/k).
+    tensor avg_pool2d(const tensor& x, int64_t k) const {
+        const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), ho = h / k, wo = w / k;
+        tensor y({x.dim(0), x.dim(1), ho, wo});
+        const float inv = 1.0f / static_cast<float>(k * k);
+#pragma omp parallel for schedule(static)
+        for (int64_t pl = 0; pl < planes; ++pl) {
+            const float* in = x.data() + pl * h * w;
+            float* out = y.data() + pl * ho * wo;
+            for (int64_t oy = 0; oy < ho; ++oy)
+                for (int64_t ox = 0; ox < wo; ++ox) {
+                    float sum = 0;
+                    for (int64_t ky = 0; ky < k; ++ky)
+                        for (int64_t kx = 0; kx < k; ++kx) sum += in[(oy * k + ky) * w + ox * k + kx];
+                    out[oy * wo + ox] = sum * inv;
+                }
+        }
+        return y;
+    }
+
+    /// Feature maps x (N, C, H, W) → tokens (N·(1+H·W), C): per image its spatial mean, then the
+    /// channel vector of every position in (y, x) order (the token layout of AttentionPool2d).
+    tensor spatial_tokens(const tensor& x) const {
+        const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), t = 1 + hw;
+        tensor y({n * t, c});
+#pragma omp parallel for schedule(static)
+        for (int64_t img = 0; img < n; ++img) {
+            const float* in = x.data() + img * c * hw;
+            float* out = y.data() + img * t * c;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                double sum = 0;  // a double sum: the mean of up to 49·4 values without order effects
+                for (int64_t i = 0; i < hw; ++i) sum += in[ch * hw + i];
+                out[ch] = static_cast<float>(sum / static_cast<double>(hw));
+            }
+            map(out + c, hw, c) = as_matrix_at(in, c, hw).transpose();
+        }
+        return y;
+    }
+
 private:
     static int64_t rows(const tensor& x) { return x.numel() / x.shape().back(); }
 
     static const_map as_matrix(const tensor& x, int64_t r, int64_t c) { return const_map(x.data(), r, c); }
+    static const_map as_matrix_at(const float* p, int64_t r, int64_t c) { return const_map(p, r, c); }
+
+    /// Columns for output rows [r0, r1) of one image (C, H, W): row (ch, ky, kx) of `cols`
+    /// ((C·kh·kw, (r1−r0)·wo), row-major) holds the input pixel each output position sees there.
+    static void im2col_band(const float* img, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                            int64_t stride, int64_t pad, int64_t r0, int64_t r1, int64_t wo, float* cols) {
+        const int64_t k = c * kh * kw, band = r1 - r0;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t row = 0; row < k; ++row)
+            for (int64_t oy = r0; oy < r1; ++oy) {
+                const int64_t ch = row / (kh * kw), ky = row / kw % kh, kx = row % kw;
+                const int64_t iy = oy * stride - pad + ky;
+                float* dst = cols + row * band * wo + (oy - r0) * wo;
+                if (iy < 0 || iy >= h) {
+                    std::fill_n(dst, wo, 0.0f);
+                    continue;
+                }
+                const float* src = img + (ch * h + iy) * w;
+                if (stride == 1) {  // contiguous: zeros, a copy, zeros
+                    const int64_t lo = std::clamp<int64_t>(pad - kx, 0, wo);
+                    const int64_t hi = std::clamp<int64_t>(w + pad - kx, lo, wo);
+                    std::fill(dst, dst + lo, 0.0f);
+                    std::copy(src + lo - pad + kx, src + hi - pad + kx, dst + lo);
+                    std::fill(dst + hi, dst + wo, 0.0f);
+                } else {
+                    for (int64_t ox = 0; ox < wo; ++ox) {
+                        const int64_t ix = ox * stride - pad + kx;
+                        dst[ox] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+                    }
+                }
+            }
+    }
 
     static void softmax_inplace(float* out, const float* in, int64_t n) {
         float mx = -std::numeric_limits<float>::infinity();

@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "../io/checkpoint.hpp"
+#include "resnet.hpp"
 #include "text.hpp"
 #include "vit.hpp"
 
@@ -17,15 +18,19 @@ template <class Backend>
 class clip_model {
 public:
     using tensor = typename Backend::tensor;
-    using image_encoder = std::variant<vision_transformer<Backend>>;
+    using image_encoder = std::variant<vision_transformer<Backend>, modified_resnet<Backend>>;
 
     /// Builds the model from an opened checkpoint; every tensor's shape is checked here.
     explicit clip_model(const checkpoint& ckpt, Backend backend = Backend())
         : backend_(std::move(backend)), config_(ckpt.config), source_(ckpt.path), dtype_(ckpt.weight_dtype) {
         const weight_source& ws = ckpt.weights;
-        visual_ = vision_transformer<Backend>::load(ws.scope("visual"), backend_, config_.vision, config_.embed_dim);
+        if (config_.vision.is_resnet())
+            visual_ = modified_resnet<Backend>::load(ws.scope("visual"), backend_, config_.vision, config_.embed_dim);
+        else
+            visual_ = vision_transformer<Backend>::load(ws.scope("visual"), backend_, config_.vision,
+                                                        config_.embed_dim);
         text_ = text_transformer<Backend>::load(ws, backend_, config_.text, config_.embed_dim);
-        const tensor& scale = ws.find("logit_scale");
+        const zeroclip::tensor& scale = ws.find("logit_scale");  // host tensor (not Backend::tensor)
         if (scale.numel() != 1)
             ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +
                                             shape_to_string(scale.shape()) + ", expected []");

@@ -1,0 +1,72 @@
+// `zeroclip preprocess`: writes the exact 8-bit crop the model will see for an image, as PNG
+// and/or as a uint8 [size, size, 3] .npy, to compare with Python's preprocessing pixel by pixel.
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <string>
+
+#include "cli.hpp"
+#include <zeroclip/image.hpp>
+#include <zeroclip/io/npy.hpp>
+
+namespace {
+
+int run_preprocess(const std::vector<std::string>& argv) {
+    zeroclip_cli::args a(argv, {"--size", "--out", "--npy", "--max-pixels"}, {"--hf-order", "--floor-crop", "--quiet"});
+    if (a.positionals().size() != 1)
+        throw zeroclip_cli::usage_error("expected exactly one IMAGE argument, got " +
+                                        std::to_string(a.positionals().size()));
+    const auto out = a.get("--out");
+    const auto npy = a.get("--npy");
+    if (!out && !npy) throw zeroclip_cli::usage_error("nothing to write: give --out PNG and/or --npy NPY");
+
+    zeroclip::preprocess_options options;
+    options.size = a.get_int("--size", 224, 1, 16384);
+    options.hf_order = a.has("--hf-order");
+    options.floor_crop = a.has("--floor-crop");
+    options.max_pixels = static_cast<std::size_t>(
+        a.get_int("--max-pixels", static_cast<int>(zeroclip::default_max_image_pixels), 1,
+                  std::numeric_limits<int>::max()));
+
+    const std::string& path = a.positionals()[0];
+    const zeroclip::decoded_image image = zeroclip::decode_image_file(path, options.max_pixels);
+    const zeroclip::crop_geometry g = zeroclip::compute_crop_geometry(image.width, image.height, options);
+    const zeroclip::rgb_image crop = zeroclip::preprocess_crop(image, options);
+
+    if (out) zeroclip::save_png(*out, crop);
+    if (npy) {
+        const std::int64_t n = crop.width;
+        zeroclip::save_npy(*npy, zeroclip::basic_tensor<std::uint8_t>({n, n, 3}, crop.pixels));
+    }
+    if (!a.has("--quiet")) {
+        const bool nearest = !options.hf_order && (image.mode == zeroclip::pixel_mode::p ||
+                                                   image.mode == zeroclip::pixel_mode::bilevel);
+        std::cout << path << ": " << image.format << " " << image.width << "x" << image.height << " mode "
+                  << zeroclip::pixel_mode_name(image.mode) << " -> resize " << g.resized_width << "x"
+                  << g.resized_height << (nearest ? " NEAREST" : " BICUBIC")
+                  << (options.hf_order ? " (after convert RGB)" : "") << ", crop " << g.size << "x" << g.size
+                  << " at (" << g.left << ", " << g.top << ")\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+ZEROCLIP_CLI_COMMAND({"preprocess", "write the exact 8-bit crop the model sees (PNG / .npy)",
+                      "usage: zeroclip preprocess IMAGE [--size N] [--out CROP.png] [--npy CROP.npy]\n"
+                      "                           [--hf-order] [--floor-crop] [--max-pixels N] [--quiet]\n\n"
+                      "Decodes IMAGE (JPEG, PNG, BMP, GIF, TGA, PNM) and applies CLIP's preprocessing up to\n"
+                      "the uint8 crop, exactly as OpenAI's Pillow pipeline: Resize(short side -> N, BICUBIC)\n"
+                      "in the image's own mode (NEAREST for palettes, premultiplied alpha for RGBA), then\n"
+                      "CenterCrop(N), then convert('RGB').\n\n"
+                      "flags:\n"
+                      "  --size N          model input size (default 224)\n"
+                      "  --out CROP.png    write the crop as an RGB PNG\n"
+                      "  --npy CROP.npy    write the crop as a uint8 [N, N, 3] NumPy array\n"
+                      "  --hf-order        Hugging Face order: convert('RGB') before resizing\n"
+                      "  --floor-crop      crop offset rounded down (Hugging Face) instead of half-to-even\n"
+                      "  --max-pixels N    refuse images declaring more pixels (default 100000000)\n"
+                      "  --quiet           do not print the geometry line\n\n"
+                      "example:\n"
+                      "  zeroclip preprocess cat.jpg --size 224 --out crop.png --npy crop.npy\n",
+                      run_preprocess});

@@ -1,0 +1,82 @@
+// `zeroclip tokenize`: CLIP token ids of texts as JSON (one array of context-length ids per text),
+// the same ids `clip.tokenize` gives. Reading texts from stdin, one per line, lets a script check
+// hundreds of strings in one run.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <zeroclip/tokenizer.hpp>
+
+#include "cli.hpp"
+
+namespace {
+
+const char* const tokenize_help =
+    "usage: zeroclip tokenize [--context-length N] [--bpe PATH.gz | --vocab vocab.json --merges merges.txt]\n"
+    "                         [--no-truncate] [--stdin] TEXT...\n\n"
+    "Prints a JSON array holding, per TEXT, an array of N ids (default 77): <|startoftext|>,\n"
+    "the BPE ids, <|endoftext|>, zero padding. A text longer than N is truncated like\n"
+    "clip.tokenize(truncate=True) unless --no-truncate, which makes it an error (exit 1).\n\n"
+    "  --context-length N   ids per text (2..65536, default 77)\n"
+    "  --bpe PATH.gz        OpenAI's bpe_simple_vocab_16e6.txt.gz\n"
+    "  --vocab, --merges    a Hugging Face vocab.json and merges.txt\n"
+    "  --no-truncate        fail on a text that does not fit\n"
+    "  --stdin              also read texts from standard input, one per line ('-' as a TEXT\n"
+    "                       does the same)\n"
+#ifdef ZEROCLIP_DEFAULT_BPE
+    "\nWithout --bpe or --vocab/--merges: " ZEROCLIP_DEFAULT_BPE "\n"
+#endif
+    "\nexamples:\n"
+    "  zeroclip tokenize \"a photo of a cat.\"\n"
+    "  printf 'a dog\\na cat\\n' | zeroclip tokenize --stdin\n";
+
+zeroclip::tokenizer load_tokenizer(const zeroclip_cli::args& a) {
+    const bool hf = a.has("--vocab") || a.has("--merges");
+    if (a.has("--bpe") && hf) throw zeroclip_cli::usage_error("give either --bpe or --vocab/--merges, not both");
+    if (hf) return zeroclip::tokenizer::from_hf_files(a.required("--vocab"), a.required("--merges"));
+    if (auto bpe = a.get("--bpe")) return zeroclip::tokenizer::from_openai_bpe(*bpe);
+#ifdef ZEROCLIP_DEFAULT_BPE
+    return zeroclip::tokenizer::from_openai_bpe(ZEROCLIP_DEFAULT_BPE);
+#else
+    throw zeroclip_cli::usage_error("no vocabulary: pass --bpe PATH.gz or --vocab vocab.json --merges merges.txt");
+#endif
+}
+
+int run_tokenize(const std::vector<std::string>& argv) {
+    zeroclip_cli::args a(argv, {"--context-length", "--bpe", "--vocab", "--merges"}, {"--no-truncate", "--stdin"});
+    zeroclip::tokenize_options options;
+    options.context_length = a.get_int("--context-length", 77, 2, 65536);
+    options.truncate = !a.has("--no-truncate");
+
+    std::vector<std::string> texts;
+    bool read_stdin = a.has("--stdin");
+    for (const auto& p : a.positionals()) {
+        if (p == "-")
+            read_stdin = true;
+        else
+            texts.push_back(p);
+    }
+    if (read_stdin) {
+        for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
+    }
+    if (texts.empty() && !read_stdin) throw zeroclip_cli::usage_error("no TEXT given (or use --stdin)");
+
+    const zeroclip::tokenizer tok = load_tokenizer(a);
+    const zeroclip::token_matrix ids = tok.tokenize(texts, options);
+    std::string out = "[";
+    for (std::size_t r = 0; r < ids.rows; ++r) {
+        out += r ? ",\n [" : "[";
+        for (std::size_t c = 0; c < ids.cols; ++c) {
+            if (c) out += ", ";
+            out += std::to_string(ids(r, c));
+        }
+        out += "]";
+    }
+    out += "]\n";
+    std::cout << out;
+    return 0;
+}
+
+}  // namespace
+
+ZEROCLIP_CLI_COMMAND({"tokenize", "print CLIP token ids of texts as JSON", tokenize_help, run_tokenize});

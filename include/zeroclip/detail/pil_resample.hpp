@@ -1,0 +1,255 @@
+//! zeroclip::detail — Pillow's resampling, reproduced to the bit: the separable BICUBIC filter of
+//! libImaging/Resample.c (double coefficients, 22-bit fixed point for 8-bit images, uint8
+//! rounding between the passes, double accumulation for 32-bit 'I' images) and the NEAREST scaling
+//! of libImaging/Geometry.c that Image.resize forces on 'P' and '1' images.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace zeroclip::detail {
+
+/// Returns `v` unchanged, but hides it from the optimiser so `a * b + c` can never be contracted
+/// into a fused multiply-add (-ffp-contract=fast, -march=native): Pillow is built without FMA, and
+/// one fused rounding can move a coefficient or an 'I' pixel across a rounding boundary.
+inline double fp_barrier(double v) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2_MATH__)))
+    __asm__("" : "+x"(v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(v));
+#else
+    volatile double t = v;
+    v = t;
+#endif
+    return v;
+}
+
+/// Pillow's bicubic_filter (Keys, a = -0.5), evaluated in the same operation order.
+inline double pil_bicubic_filter(double x) noexcept {
+    constexpr double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return fp_barrier((fp_barrier((a + 2.0) * x) - (a + 3.0)) * x * x) + 1;
+    if (x < 2.0) return (fp_barrier((fp_barrier((x - 5) * x) + 8) * x) - 4) * a;
+    return 0.0;
+}
+
+/// One axis of a resampling, for the output indices first .. first + count - 1 (a crop needs
+/// no more): entry e = xx - first reads input samples bounds[2e] .. bounds[2e] + bounds[2e+1] - 1
+/// weighted by weights[e * ksize + j] (doubles, for 'I') or fixed[e * ksize + j] (Pillow's
+/// normalize_coeffs_8bpc, for 8-bit modes).
+struct resample_axis {
+    int first = 0;
+    int ksize = 0;
+    std::vector<int> bounds;
+    std::vector<double> weights;
+    std::vector<std::int32_t> fixed;
+
+    std::size_t entry(int xx) const { return static_cast<std::size_t>(xx - first); }
+    int min_of(int xx) const { return bounds[2 * entry(xx)]; }
+    int count_of(int xx) const { return bounds[2 * entry(xx) + 1]; }
+    int end_of(int xx) const { return min_of(xx) + count_of(xx); }
+};
+
+/// Pillow's 8-bit fixed point: 32 bits minus 8 for the value minus 2 for overshoot.
+constexpr int pil_precision_bits = 32 - 8 - 2;
+
+/// Pillow's precompute_coeffs for the BICUBIC filter over the box [0, in_size) (what
+/// Image.resize passes when no box is given), followed by normalize_coeffs_8bpc, for output
+/// indices [first, first + count) of out_size.
+inline resample_axis pil_bicubic_axis(int in_size, int out_size, int first, int count) {
+    constexpr double filter_support = 2.0;
+    // Pillow keeps the box in floats; integral sizes below 2^24 are exact either way.
+    const double in0 = 0.0, in1 = static_cast<double>(static_cast<float>(in_size));
+    double scale = (in1 - in0) / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    const double support = filter_support * filterscale;
+    resample_axis ax;
+    ax.first = first;
+    ax.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+    const auto ksize = static_cast<std::size_t>(ax.ksize);
+    ax.bounds.assign(2 * static_cast<std::size_t>(count), 0);
+    ax.weights.assign(static_cast<std::size_t>(count) * ksize, 0.0);
+    ax.fixed.assign(ax.weights.size(), 0);
+    for (int xx = first; xx < first + count; ++xx) {
+        const double center = in0 + fp_barrier((xx + 0.5) * scale);
+        const double ss = 1.0 / filterscale;
+        int xmin = static_cast<int>(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int xmax = static_cast<int>(center + support + 0.5);
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        double* k = &ax.weights[ax.entry(xx) * ksize];
+        double ww = 0.0;
+        for (int x = 0; x < xmax; ++x) {
+            const double w = pil_bicubic_filter(fp_barrier((x + xmin - center + 0.5) * ss));
+            k[x] = w;
+            ww += w;
+        }
+        for (int x = 0; x < xmax; ++x)
+            if (ww != 0.0) k[x] /= ww;
+        ax.bounds[2 * ax.entry(xx)] = xmin;
+        ax.bounds[2 * ax.entry(xx) + 1] = xmax;
+    }
+    for (std::size_t i = 0; i < ax.weights.size(); ++i) {
+        const double w = ax.weights[i] * (1 << pil_precision_bits);  // exact: a power of two
+        ax.fixed[i] = static_cast<std::int32_t>(ax.weights[i] < 0 ? -0.5 + w : 0.5 + w);
+    }
+    return ax;
+}
+
+/// Pillow's clip8: drop the fraction bits (arithmetic shift) and clamp to 0..255.
+inline std::uint8_t pil_clip8(std::int32_t acc) noexcept {
+    const std::int32_t v = acc >> pil_precision_bits;
+    return static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/// Pillow's ROUND_UP for 'I' images: half away from zero, then truncation to int.
+inline std::int32_t pil_round_up(double f) noexcept {
+    return static_cast<std::int32_t>(f >= 0.0 ? f + 0.5 : f - 0.5);
+}
+
+/// Horizontal 8-bit pass (ImagingResampleHorizontal_8bpc) for output columns
+/// [out_first, out_first + out_count) of `rows` rows. `src` rows are `src_stride` bytes apart;
+/// `dst` is packed (out_count * C bytes per row).
+template <int C>
+inline void pil_horizontal_u8(const std::uint8_t* src, std::ptrdiff_t src_stride, int rows,
+                              const resample_axis& ax, int out_first, int out_count,
+                              std::uint8_t* dst) {
+    const std::ptrdiff_t ksize = ax.ksize;
+    for (int y = 0; y < rows; ++y) {
+        const std::uint8_t* in = src + y * src_stride;
+        std::uint8_t* out = dst + static_cast<std::ptrdiff_t>(y) * out_count * C;
+        for (int i = 0; i < out_count; ++i) {
+            const int xx = out_first + i;
+            const int xmin = ax.min_of(xx);
+            const int n = ax.count_of(xx);
+            const std::int32_t* k = ax.fixed.data() + static_cast<std::ptrdiff_t>(ax.entry(xx)) * ksize;
+            const std::uint8_t* p = in + static_cast<std::ptrdiff_t>(xmin) * C;
+            std::int32_t acc[C];
+            for (int c = 0; c < C; ++c) acc[c] = 1 << (pil_precision_bits - 1);
+            for (int x = 0; x < n; ++x)
+                for (int c = 0; c < C; ++c) acc[c] += static_cast<std::int32_t>(p[x * C + c]) * k[x];
+            for (int c = 0; c < C; ++c) out[i * C + c] = pil_clip8(acc[c]);
+        }
+    }
+}
+
+/// Vertical 8-bit pass (ImagingResampleVertical_8bpc) for output rows
+/// [out_first, out_first + out_count). `src` holds source rows starting at row `src_row0`,
+/// `src_stride` bytes apart, `width * C` bytes used per row; `dst` is packed.
+template <int C>
+inline void pil_vertical_u8(const std::uint8_t* src, std::ptrdiff_t src_stride, int src_row0,
+                            int width, const resample_axis& ax, int out_first, int out_count,
+                            std::uint8_t* dst) {
+    const std::size_t row_len = static_cast<std::size_t>(width) * C;
+    std::vector<std::int32_t> acc(row_len);
+    for (int i = 0; i < out_count; ++i) {
+        const int yy = out_first + i;
+        const int ymin = ax.min_of(yy) - src_row0;
+        const int n = ax.count_of(yy);
+        const std::int32_t* k = ax.fixed.data() + static_cast<std::ptrdiff_t>(ax.entry(yy)) * ax.ksize;
+        std::fill(acc.begin(), acc.end(), 1 << (pil_precision_bits - 1));
+        // Row-at-a-time accumulation: the same integer sums as Pillow's per-pixel loop, but
+        // contiguous, so the compiler can vectorise it.
+        for (int y = 0; y < n; ++y) {
+            const std::uint8_t* in = src + static_cast<std::ptrdiff_t>(ymin + y) * src_stride;
+            const std::int32_t w = k[y];
+            for (std::size_t j = 0; j < row_len; ++j) acc[j] += static_cast<std::int32_t>(in[j]) * w;
+        }
+        std::uint8_t* out = dst + static_cast<std::ptrdiff_t>(i) * static_cast<std::ptrdiff_t>(row_len);
+        for (std::size_t j = 0; j < row_len; ++j) out[j] = pil_clip8(acc[j]);
+    }
+}
+
+/// Horizontal pass for 32-bit 'I' images (ImagingResampleHorizontal_32bpc, INT32 case): double
+/// sums in tap order, ROUND_UP to int32, no clamping.
+inline void pil_horizontal_i32(const std::int32_t* src, std::ptrdiff_t src_stride, int rows,
+                               const resample_axis& ax, int out_first, int out_count,
+                               std::int32_t* dst) {
+    for (int y = 0; y < rows; ++y) {
+        const std::int32_t* in = src + y * src_stride;
+        std::int32_t* out = dst + static_cast<std::ptrdiff_t>(y) * out_count;
+        for (int i = 0; i < out_count; ++i) {
+            const int xx = out_first + i;
+            const int xmin = ax.min_of(xx);
+            const int n = ax.count_of(xx);
+            const double* k = ax.weights.data() + static_cast<std::ptrdiff_t>(ax.entry(xx)) * ax.ksize;
+            double ss = 0.0;
+            for (int x = 0; x < n; ++x) ss += fp_barrier(in[xmin + x] * k[x]);
+            out[i] = pil_round_up(ss);
+        }
+    }
+}
+
+/// Vertical pass for 32-bit 'I' images (ImagingResampleVertical_32bpc, INT32 case).
+inline void pil_vertical_i32(const std::int32_t* src, std::ptrdiff_t src_stride, int src_row0,
+                             int width, const resample_axis& ax, int out_first, int out_count,
+                             std::int32_t* dst) {
+    std::vector<double> acc(static_cast<std::size_t>(width));
+    for (int i = 0; i < out_count; ++i) {
+        const int yy = out_first + i;
+        const int ymin = ax.min_of(yy) - src_row0;
+        const int n = ax.count_of(yy);
+        const double* k = ax.weights.data() + static_cast<std::ptrdiff_t>(ax.entry(yy)) * ax.ksize;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int y = 0; y < n; ++y) {  // taps in order, as Pillow sums them
+            const std::int32_t* in = src + static_cast<std::ptrdiff_t>(ymin + y) * src_stride;
+            for (int x = 0; x < width; ++x) acc[static_cast<std::size_t>(x)] += fp_barrier(in[x] * k[y]);
+        }
+        std::int32_t* out = dst + static_cast<std::ptrdiff_t>(i) * width;
+        for (int x = 0; x < width; ++x) out[x] = pil_round_up(acc[static_cast<std::size_t>(x)]);
+    }
+}
+
+/// Source index of output indices [first, first + count) for Pillow's NEAREST resize
+/// (ImagingScaleAffine with the affine map of Image.resize): a running double sum from half a
+/// step, truncated — run from index 0 so every rounding matches. -1 marks an index Pillow would
+/// fill with zeros (cannot happen for the box (0, 0, w, h); kept for exactness).
+inline std::vector<int> pil_nearest_axis(int in_size, int out_size, int first, int count) {
+    std::vector<int> map(static_cast<std::size_t>(count));
+    const double a = static_cast<double>(static_cast<float>(in_size)) / out_size;
+    double pos = 0.0 + a * 0.5;
+    for (int i = 0; i < first + count; ++i) {
+        if (i >= first) {
+            const int v = pos < 0.0 ? -1 : static_cast<int>(pos);
+            map[static_cast<std::size_t>(i - first)] = (v >= 0 && v < in_size) ? v : -1;
+        }
+        pos += a;
+    }
+    return map;
+}
+
+/// Pillow's MULDIV255: a * b / 255 rounded, in integers (RGBA -> RGBa premultiplication).
+inline std::uint8_t pil_muldiv255(unsigned a, unsigned b) noexcept {
+    const unsigned tmp = a * b + 128;
+    return static_cast<std::uint8_t>(((tmp >> 8) + tmp) >> 8);
+}
+
+/// Premultiplies the colour samples of interleaved 8-bit pixels in place (rgbA2rgba / lA2la);
+/// the last of the C channels is alpha.
+template <int C>
+inline void pil_premultiply(std::uint8_t* px, std::size_t count) noexcept {
+    for (std::size_t i = 0; i < count; ++i, px += C) {
+        const unsigned alpha = px[C - 1];
+        for (int c = 0; c < C - 1; ++c) px[c] = pil_muldiv255(px[c], alpha);
+    }
+}
+
+/// Undoes the premultiplication in place as Pillow does (rgba2rgbA / la2lA): alpha 0 and 255 keep
+/// the samples, others get 255 * v / alpha in integers, clipped to 255.
+template <int C>
+inline void pil_unpremultiply(std::uint8_t* px, std::size_t count) noexcept {
+    for (std::size_t i = 0; i < count; ++i, px += C) {
+        const unsigned alpha = px[C - 1];
+        if (alpha == 0 || alpha == 255) continue;
+        for (int c = 0; c < C - 1; ++c) {
+            const unsigned v = 255u * px[c] / alpha;
+            px[c] = static_cast<std::uint8_t>(v > 255 ? 255 : v);
+        }
+    }
+}
+
+}  // namespace zeroclip::detail

@@ -1,0 +1,80 @@
+// Tokenizer benchmark: the ImageNet zero-shot prompt set (80 templates x 1000 class names = 80,000
+// texts) tokenized on one core, median of repeated runs, with a fresh tokenizer per run (cold word
+// cache, what a one-shot classifier sees) and a reused one (warm cache); also the load time.
+//
+//   g++ -O2 -std=c++17 -Iinclude tests/bench/bench_tokenizer.cpp -lz -o bench_tokenizer
+//   ./bench_tokenizer [BPE.gz] [imagenet.json] [runs]
+// Defaults assume the repository root as working directory and shared/ beside the checkout.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zeroclip/tokenizer.hpp>
+
+#ifndef ZEROCLIP_FIXTURES_DIR
+#define ZEROCLIP_FIXTURES_DIR "../shared/fixtures"
+#endif
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string bpe = argc > 1 ? argv[1] : "data/bpe_simple_vocab_16e6.txt.gz";
+    const std::string prompts = argc > 2 ? argv[2] : ZEROCLIP_FIXTURES_DIR "/prompts/imagenet.json";
+    const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 7;
+    try {
+        const auto j = nlohmann::json::parse(zeroclip::detail::read_binary_file(prompts));
+        std::vector<std::string> texts;
+        for (const auto& cls : j.at("classes")) {
+            for (const auto& tmpl : j.at("templates")) {
+                std::string t = tmpl.get<std::string>();
+                const std::string name = cls.get<std::string>();
+                for (std::size_t p; (p = t.find("{}")) != std::string::npos;) t.replace(p, 2, name);
+                texts.push_back(std::move(t));
+            }
+        }
+
+        std::vector<double> load, cold, warm;
+        std::int64_t checksum = 0;
+        for (int r = 0; r < runs; ++r) {
+            auto t0 = std::chrono::steady_clock::now();
+            const auto tok = zeroclip::tokenizer::from_openai_bpe(bpe);
+            load.push_back(seconds_since(t0));
+            t0 = std::chrono::steady_clock::now();
+            const auto m = tok.tokenize(texts);
+            cold.push_back(seconds_since(t0));
+            t0 = std::chrono::steady_clock::now();
+            const auto m2 = tok.tokenize(texts);
+            warm.push_back(seconds_since(t0));
+            checksum = 0;
+            for (std::size_t i = 0; i < m.data.size(); ++i) checksum += m.data[i] * static_cast<std::int64_t>(i % 7 + 1);
+            if (m.data != m2.data) {
+                std::fprintf(stderr, "cold and warm results differ\n");
+                return 1;
+            }
+        }
+        std::printf("tokenizer load (%s): median %.1f ms over %d runs\n", bpe.c_str(), median(load) * 1e3, runs);
+        std::printf("tokenize %zu ImageNet prompts x 77: median %.1f ms cold cache, %.1f ms warm (%.2f us/text), "
+                    "checksum %lld\n",
+                    texts.size(), median(cold) * 1e3, median(warm) * 1e3, median(cold) * 1e6 / texts.size(),
+                    static_cast<long long>(checksum));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_tokenizer: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
