@@ -21,8 +21,8 @@ const char* const tokenize_help =
     "  --bpe PATH.gz        OpenAI's bpe_simple_vocab_16e6.txt.gz\n"
     "  --vocab, --merges    a Hugging Face vocab.json and merges.txt\n"
     "  --no-truncate        fail on a text that does not fit\n"
-    "  --stdin              also read texts from standard input, one per line ('-' as a TEXT\n"
-    "                       does the same)\n"
+    "  --stdin              also read texts from standard input, one per line, after the\n"
+    "                       TEXTs; a TEXT '-' reads them at its place instead\n"
 #ifdef ZEROCLIP_DEFAULT_BPE
     "\nWithout --bpe or --vocab/--merges: " ZEROCLIP_DEFAULT_BPE "\n"
 #endif
@@ -49,17 +49,20 @@ int run_tokenize(const std::vector<std::string>& argv) {
     options.truncate = !a.has("--no-truncate");
 
     std::vector<std::string> texts;
-    bool read_stdin = a.has("--stdin");
+    bool stdin_read = false;
+    auto read_stdin = [&] {
+        if (stdin_read) return;
+        stdin_read = true;
+        for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
+    };
     for (const auto& p : a.positionals()) {
         if (p == "-")
-            read_stdin = true;
+            read_stdin();  // the lines take the place of the '-'
         else
             texts.push_back(p);
     }
-    if (read_stdin) {
-        for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
-    }
-    if (texts.empty() && !read_stdin) throw zeroclip_cli::usage_error("no TEXT given (or use --stdin)");
+    if (a.has("--stdin")) read_stdin();
+    if (texts.empty() && !stdin_read) throw zeroclip_cli::usage_error("no TEXT given (or use --stdin)");
 
     const zeroclip::tokenizer tok = load_tokenizer(a);
     const zeroclip::token_matrix ids = tok.tokenize(texts, options);

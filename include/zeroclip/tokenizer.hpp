@@ -654,7 +654,7 @@ private:
 /// rules), strip, runs of \s -> one space, strip, str.lower() (full mappings, final sigma); split
 /// with `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
 /// (regex module, IGNORECASE); bytes -> printable alphabet; BPE by merge rank with "</w>".
-/// Knowing differences:
+/// Deliberate differences:
 /// - `ftfy.fix_text` is not run (identity, as in the fixtures' reference): mojibake repair is out
 ///   of scope, so text ftfy would change (mojibake, curly quotes, ligatures, full-width forms,
 ///   terminal escapes, some control characters) may tokenize differently from an ftfy install.

@@ -7,18 +7,27 @@
 //!     zeroclip::tensor txt = model.encode_text(token_ids);            // (M, 77) int32 -> (M, 512)
 //!     zeroclip::tensor logits = model.logits_per_image(img, txt);     // (N, M)
 //!
+//!     zeroclip::zero_shot_classifier<zeroclip::cpu_eigen> classifier(model, {"cat", "dog"});
+//!     auto pixels = zeroclip::load_image_batch({"cat.jpg"}, model.preprocess_options());
+//!     auto top = classifier.classify(pixels, /*top_k=*/1);            // top[0][0].label == "cat"
+//!
 //! Everything throws zeroclip::error (error.hpp) on bad input. Internals live in zeroclip::detail.
 #pragma once
 
 #include "backend/backend.hpp"
 #include "backend/cpu_eigen.hpp"
+#include "classifier.hpp"
 #include "error.hpp"
+#include "image.hpp"
 #include "io/checkpoint.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
 #include "models/clip.hpp"
 #include "models/config.hpp"
+#include "pipeline.hpp"
+#include "prompt.hpp"
 #include "tensor.hpp"
+#include "tokenizer.hpp"
 #ifdef ZEROCLIP_WITH_CUDA
 #include "backend/cuda_cublas.hpp"
 #else

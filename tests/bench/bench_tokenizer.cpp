@@ -4,11 +4,13 @@
 //
 //   g++ -O2 -std=c++17 -Iinclude tests/bench/bench_tokenizer.cpp -lz -o bench_tokenizer
 //   ./bench_tokenizer [BPE.gz] [imagenet.json] [runs]
-// Defaults assume the repository root as working directory and shared/ beside the checkout.
+// Without ZEROCLIP_SOURCE_DIR / ZEROCLIP_FIXTURES_DIR (CMake defines them), the defaults assume the
+// repository root as working directory and shared/ beside the checkout.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -18,12 +20,25 @@
 #ifndef ZEROCLIP_FIXTURES_DIR
 #define ZEROCLIP_FIXTURES_DIR "../shared/fixtures"
 #endif
+#ifndef ZEROCLIP_SOURCE_DIR
+#define ZEROCLIP_SOURCE_DIR "."
+#endif
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+// Wall-clock and process CPU time of one step; CPU time is the steadier figure on a shared machine.
+struct stopwatch {
+    std::chrono::steady_clock::time_point wall = std::chrono::steady_clock::now();
+    std::clock_t cpu = std::clock();
+    void lap(std::vector<double>& walls, std::vector<double>& cpus) {
+        const auto now = std::chrono::steady_clock::now();
+        const std::clock_t c = std::clock();
+        walls.push_back(std::chrono::duration<double>(now - wall).count());
+        cpus.push_back(static_cast<double>(c - cpu) / CLOCKS_PER_SEC);
+        wall = now;
+        cpu = c;
+    }
+};
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -33,7 +48,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::string bpe = argc > 1 ? argv[1] : "data/bpe_simple_vocab_16e6.txt.gz";
+    const std::string bpe = argc > 1 ? argv[1] : ZEROCLIP_SOURCE_DIR "/data/bpe_simple_vocab_16e6.txt.gz";
     const std::string prompts = argc > 2 ? argv[2] : ZEROCLIP_FIXTURES_DIR "/prompts/imagenet.json";
     const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 7;
     try {
@@ -48,18 +63,16 @@ int main(int argc, char** argv) {
             }
         }
 
-        std::vector<double> load, cold, warm;
+        std::vector<double> load, cold, warm, load_cpu, cold_cpu, warm_cpu;
         std::int64_t checksum = 0;
         for (int r = 0; r < runs; ++r) {
-            auto t0 = std::chrono::steady_clock::now();
+            stopwatch sw;
             const auto tok = zeroclip::tokenizer::from_openai_bpe(bpe);
-            load.push_back(seconds_since(t0));
-            t0 = std::chrono::steady_clock::now();
+            sw.lap(load, load_cpu);
             const auto m = tok.tokenize(texts);
-            cold.push_back(seconds_since(t0));
-            t0 = std::chrono::steady_clock::now();
+            sw.lap(cold, cold_cpu);
             const auto m2 = tok.tokenize(texts);
-            warm.push_back(seconds_since(t0));
+            sw.lap(warm, warm_cpu);
             checksum = 0;
             for (std::size_t i = 0; i < m.data.size(); ++i) checksum += m.data[i] * static_cast<std::int64_t>(i % 7 + 1);
             if (m.data != m2.data) {
@@ -67,11 +80,13 @@ int main(int argc, char** argv) {
                 return 1;
             }
         }
-        std::printf("tokenizer load (%s): median %.1f ms over %d runs\n", bpe.c_str(), median(load) * 1e3, runs);
-        std::printf("tokenize %zu ImageNet prompts x 77: median %.1f ms cold cache, %.1f ms warm (%.2f us/text), "
-                    "checksum %lld\n",
-                    texts.size(), median(cold) * 1e3, median(warm) * 1e3, median(cold) * 1e6 / texts.size(),
-                    static_cast<long long>(checksum));
+        std::printf("medians over %d runs, wall (cpu) ms\n", runs);
+        std::printf("load %s: %.1f (%.1f)\n", bpe.c_str(), median(load) * 1e3, median(load_cpu) * 1e3);
+        std::printf("tokenize %zu ImageNet prompts x 77, cold cache: %.1f (%.1f) = %.2f us/text\n", texts.size(),
+                    median(cold) * 1e3, median(cold_cpu) * 1e3, median(cold) * 1e6 / static_cast<double>(texts.size()));
+        std::printf("tokenize %zu ImageNet prompts x 77, warm cache: %.1f (%.1f)\n", texts.size(), median(warm) * 1e3,
+                    median(warm_cpu) * 1e3);
+        std::printf("checksum %lld\n", static_cast<long long>(checksum));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_tokenizer: %s\n", e.what());
         return 1;

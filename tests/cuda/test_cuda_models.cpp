@@ -14,6 +14,7 @@
 #endif
 
 using namespace zeroclip;
+using cuda_test::gpu;
 using test_util::fixtures;
 
 namespace {
@@ -201,7 +202,8 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs keep the zero-shot top-1 of tiny-vit and ti
         const tensor ref_img = ref.f64("image_embeds_f64");
         const auto expected = top1(ref.f64("probs_f64"));
         for (cuda_math math : {cuda_math::tf32, cuda_math::fp16, cuda_math::bf16}) {
-            CAPTURE(cuda_math_name(math));
+            const std::string mode_name = cuda_math_name(math);
+            CAPTURE(mode_name);
             const gpu_model g(ck, gpu(math));
             const tensor img = g.encode_image(ref.pixels), txt = g.encode_text(ref.tokens);
             double worst = 0;
@@ -209,7 +211,7 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs keep the zero-shot top-1 of tiny-vit and ti
                 worst = std::max(worst, test_util::one_minus_cos(img, ref_img, i, img.dim(1)));
             CHECK(worst <= (math == cuda_math::bf16 ? 1e-3 : 1e-4));
             CHECK(top1(g.logits_per_image(img, txt)) == expected);
-            MESSAGE(model << " " << cuda_math_name(math) << ": worst 1-cos vs float64 " << worst);
+            MESSAGE(model << " " << mode_name << ": worst 1-cos vs float64 " << worst);
         }
     }
 }

@@ -72,7 +72,7 @@ TEST_CASE("cuda_cublas without a usable device throws errc::cuda saying why; a b
         } catch (const zeroclip::error& e) {
             CHECK(e.code() == errc::cuda);
             CHECK(std::string(e.what()).find("no usable CUDA device") != std::string::npos);
-            MESSAGE("no GPU here; the constructor says: " << e.what());
+            MESSAGE("no GPU here; the constructor says: " << std::string(e.what()));
         }
         CHECK(cuda_cublas::device_count() == 0);
         return;
@@ -119,7 +119,7 @@ TEST_CASE("linear and matmul (cublasSgemm) match cpu_eigen within 1e-5") {
     CUDA_TEST_REQUIRE_GPU();
     for (const auto& mkn : {std::array<int64_t, 3>{37, 70, 51}, {1, 768, 512}, {150, 768, 2304}, {64, 3072, 768}}) {
         const int64_t m = mkn[0], k = mkn[1], n = mkn[2];
-        CAPTURE(m), CAPTURE(k), CAPTURE(n);
+        CAPTURE(m); CAPTURE(k); CAPTURE(n);
         const tensor x = rand_t({m, k}, 2), w = rand_t({n, k}, 3, 0, 0.05f), b = rand_t({n}, 4);
         CUDA_TEST_CLOSE(down(gpu().linear(up(x), up(w), up(b))), cpu.linear(x, w, b), 1e-5);
         CUDA_TEST_CLOSE(down(gpu().linear(up(x), up(w), cuda_tensor{})), cpu.linear(x, w, tensor{}), 1e-5);
@@ -180,7 +180,7 @@ TEST_CASE("gather_rows, slice_rows, patchify and prepend_row are bit-exact") {
     CHECK_THROWS_AS(gpu().gather_rows(up(table), {-1}), zeroclip::error);
     for (const auto& nsp : {std::array<int64_t, 3>{2, 64, 16}, {3, 30, 14}, {1, 224, 32}}) {
         const int64_t n = nsp[0], size = nsp[1], p = nsp[2];
-        CAPTURE(size), CAPTURE(p);
+        CAPTURE(size); CAPTURE(p);
         const tensor img = rand_t({n, 3, size, size}, 31);
         check_equal(down(gpu().patchify(up(img), p)), cpu.patchify(img, p));
     }
@@ -196,7 +196,7 @@ TEST_CASE("self_attention (strided-batched GEMMs, causal mask) matches cpu_eigen
     for (auto s : {shape{3, 7, 128, 2}, shape{2, 77, 512, 8}, shape{4, 50, 768, 12}, shape{1, 1, 64, 1},
                    shape{5, 13, 96, 3}}) {
         for (bool causal : {false, true}) {
-            CAPTURE(s.batch), CAPTURE(s.tokens), CAPTURE(s.width), CAPTURE(s.heads), CAPTURE(causal);
+            CAPTURE(s.batch); CAPTURE(s.tokens); CAPTURE(s.width); CAPTURE(s.heads); CAPTURE(causal);
             const tensor qkv = rand_t({s.batch * s.tokens, 3 * s.width}, 40, 0.0f, 1.5f);
             CUDA_TEST_CLOSE(down(gpu().self_attention(up(qkv), s.batch, s.heads, causal)),
                             cpu.self_attention(qkv, s.batch, s.heads, causal), 1e-5);
@@ -208,7 +208,7 @@ TEST_CASE("attention with separate q, k, v (the ResNet attention pool) matches c
     CUDA_TEST_REQUIRE_GPU();
     for (const auto& s : {std::array<int64_t, 5>{3, 1, 50, 256, 4}, {2, 5, 9, 64, 2}, {4, 1, 5, 2048, 32}}) {
         const int64_t batch = s[0], tq = s[1], tk = s[2], width = s[3], heads = s[4];
-        CAPTURE(batch), CAPTURE(tq), CAPTURE(tk), CAPTURE(width), CAPTURE(heads);
+        CAPTURE(batch); CAPTURE(tq); CAPTURE(tk); CAPTURE(width); CAPTURE(heads);
         const tensor q = rand_t({batch * tq, width}, 50), k = rand_t({batch * tk, width}, 51),
                      v = rand_t({batch * tk, width}, 52);
         CUDA_TEST_CLOSE(down(gpu().attention(up(q), up(k), up(v), batch, heads)), cpu.attention(q, k, v, batch, heads),
@@ -227,7 +227,7 @@ TEST_CASE("conv2d (im2col + GEMM, folded batch-norm bias), avg_pool2d and spatia
                    conv{1, 5, 11, 13, 7, 3, 5, 2, 2},   // non-square kernel, odd sizes
                    conv{2, 4, 8, 8, 6, 1, 1, 2, 0},     // strided 1×1 goes through im2col
                    conv{20, 64, 56, 56, 64, 3, 3, 1, 1}}) {  // more than one im2col chunk
-        CAPTURE(s.n), CAPTURE(s.c), CAPTURE(s.h), CAPTURE(s.kh), CAPTURE(s.kw), CAPTURE(s.stride), CAPTURE(s.pad);
+        CAPTURE(s.n); CAPTURE(s.c); CAPTURE(s.h); CAPTURE(s.kh); CAPTURE(s.kw); CAPTURE(s.stride); CAPTURE(s.pad);
         const tensor x = rand_t({s.n, s.c, s.h, s.w}, 60);
         const tensor w = rand_t({s.o, s.c, s.kh, s.kw}, 61, 0.0f, 0.2f), b = rand_t({s.o}, 62);
         CUDA_TEST_CLOSE(down(gpu().conv2d(up(x), up(w), up(b), s.stride, s.pad)), cpu.conv2d(x, w, b, s.stride, s.pad),
@@ -250,7 +250,8 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs stay close to FP32 (cuda_options::math)") {
                              {cuda_math::bf16, 3e-2}}) {
         const cuda_math math = mode.first;
         const double bound = mode.second;
-        CAPTURE(cuda_math_name(math));
+        const std::string mode_name = cuda_math_name(math);
+        CAPTURE(mode_name);
         const cuda_cublas& be = gpu(math);
         CHECK(be.options().math == math);
         const tensor y = be.download(be.linear(be.upload(x), be.upload(w), be.upload(b)));
@@ -258,7 +259,7 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs stay close to FP32 (cuda_options::math)") {
         CHECK(err <= bound);
         CHECK(err > 0);  // the mode really changes the arithmetic
         CUDA_TEST_CLOSE(be.download(be.self_attention(be.upload(qkv), 2, 12, false)), ref_attn, bound);
-        MESSAGE(cuda_math_name(math) << " linear: relative error " << err);
+        MESSAGE(mode_name << " linear: relative error " << err);
     }
 }
 

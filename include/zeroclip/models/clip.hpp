@@ -7,7 +7,9 @@
 #include <string>
 #include <variant>
 
+#include "../image.hpp"
 #include "../io/checkpoint.hpp"
+#include "../tokenizer.hpp"
 #include "resnet.hpp"
 #include "text.hpp"
 #include "vit.hpp"
@@ -35,6 +37,9 @@ public:
             ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +
                                             shape_to_string(scale.shape()) + ", expected []");
         logit_scale_raw_ = scale[0];
+        if (!ckpt.bpe_merges.empty())
+            tokenizer_ = std::make_shared<const zeroclip::tokenizer>(
+                zeroclip::tokenizer::from_stored(ckpt.bpe_merges, ckpt.bpe_vocab_json, ckpt.path));
     }
 
     const clip_config& config() const { return config_; }
@@ -43,6 +48,30 @@ public:
     const std::string& source() const { return source_; }
     const std::string& weight_dtype() const { return dtype_; }
     bool is_resnet() const { return config_.vision.is_resnet(); }
+
+    /// The checkpoint's tokenizer; errc::tokenizer if the checkpoint carries no vocabulary.
+    const zeroclip::tokenizer& tokenizer() const {
+        if (!tokenizer_) ZEROCLIP_THROW(errc::tokenizer, source_ + ": the checkpoint has no tokenizer vocabulary");
+        return *tokenizer_;
+    }
+
+    /// Texts → token ids (N, context_length), as clip.tokenize(texts, truncate=True) by default.
+    token_tensor tokenize(const std::vector<std::string>& texts, bool truncate = true) const {
+        tokenize_options options;
+        options.context_length = config_.text.context_length;
+        options.truncate = truncate;
+        token_matrix m = tokenizer().tokenize(texts, options);
+        return token_tensor({static_cast<int64_t>(m.rows), static_cast<int64_t>(m.cols)}, m.data);
+    }
+
+    /// How images become this model's input: its resolution, mean and std, OpenAI's pipeline.
+    zeroclip::preprocess_options preprocess_options() const {
+        zeroclip::preprocess_options o;
+        o.size = config_.vision.image_size;
+        o.mean = config_.image_mean;
+        o.stddev = config_.image_std;
+        return o;
+    }
 
     /// Image embeddings (N, embed_dim), not normalised (as OpenAI's encode_image), from
     /// preprocessed pixels (N, 3, image_size, image_size).
@@ -98,6 +127,7 @@ private:
     image_encoder visual_;
     text_transformer<Backend> text_;
     float logit_scale_raw_ = 0;
+    std::shared_ptr<const zeroclip::tokenizer> tokenizer_;
 };
 
 }  // namespace zeroclip::models

@@ -1,0 +1,451 @@
+// Image decoding and CLIP preprocessing (issue 4): crops equal to Pillow's for the shared
+// fixtures and for tests/data/images (every mode and format, made by scripts/make_image_refs.py),
+// normalised tensors equal to pixel_values_64.npz bit for bit, clean failures, and a fixed-seed
+// fuzz run over mutated files.
+
+// A program's own stb_image, included first and implemented in this very translation unit:
+// zeroclip's private copy must neither clash with it nor be affected by its settings.
+#if __has_include(<stb/stb_image.h>)
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb/stb_image.h>
+#define ZEROCLIP_TEST_HAS_USER_STB 1
+#endif
+
+#include <doctest/doctest.h>
+
+#include <zeroclip/image.hpp>
+#include <zeroclip/io/npy.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+const std::string fixtures_images = std::string(ZEROCLIP_FIXTURES_DIR) + "/images/";
+const std::string local_images = std::string(ZEROCLIP_SOURCE_DIR) + "/tests/data/images/";
+
+bool have_fixtures() { return std::filesystem::exists(fixtures_images + "manifest.json"); }
+
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE_MESSAGE(in.good(), "cannot read " << path);
+    return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string temp_path(const std::string& name) {
+    return (std::filesystem::temp_directory_path() / ("zeroclip_test_image_" + name)).string();
+}
+
+void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+struct diff_stats {
+    std::size_t samples = 0;  // differing uint8 samples
+    std::size_t pixels = 0;   // pixels with any differing sample
+    int max = 0;
+};
+
+diff_stats compare(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
+    REQUIRE(a.size() == b.size());
+    diff_stats d;
+    for (std::size_t i = 0; i < a.size(); i += 3) {
+        bool any = false;
+        for (std::size_t c = 0; c < 3; ++c) {
+            const int v = std::abs(static_cast<int>(a[i + c]) - static_cast<int>(b[i + c]));
+            if (v) {
+                ++d.samples;
+                any = true;
+                d.max = std::max(d.max, v);
+            }
+        }
+        d.pixels += any;
+    }
+    return d;
+}
+
+std::vector<std::uint8_t> npy_u8(const zeroclip::npy_array& a) {
+    REQUIRE(a.descr == "|u1");
+    return a.bytes;
+}
+
+template <class F>
+zeroclip::errc error_code_of(F&& f, std::string* message = nullptr) {
+    try {
+        f();
+    } catch (const zeroclip::error& e) {
+        if (message) *message = e.what();
+        return e.code();
+    }
+    FAIL("expected a zeroclip::error");
+    return zeroclip::errc::format;
+}
+
+}  // namespace
+
+TEST_CASE("image: crop geometry follows torchvision (and Hugging Face with floor_crop)") {
+    zeroclip::preprocess_options o;
+    o.size = 64;
+    auto g = zeroclip::compute_crop_geometry(80, 60, o);  // gray16.png: excess 21 -> 10 (half to even)
+    CHECK(g.resized_width == 85);
+    CHECK(g.resized_height == 64);
+    CHECK(g.left == 10);
+    CHECK(g.top == 0);
+    o.size = 224;
+    g = zeroclip::compute_crop_geometry(640, 427, o);  // int(224 * 640 / 427) = 335, excess 111 -> 56
+    CHECK(g.resized_width == 335);
+    CHECK(g.left == 56);
+    o.floor_crop = true;
+    CHECK(zeroclip::compute_crop_geometry(640, 427, o).left == 55);
+    o.floor_crop = false;
+    o.size = 10;
+    CHECK(zeroclip::compute_crop_geometry(10, 33, o).top == 12);  // 11.5 -> 12
+    CHECK(zeroclip::compute_crop_geometry(10, 31, o).top == 10);  // 10.5 -> 10
+    CHECK(zeroclip::compute_crop_geometry(1, 1, o).resized_width == 10);
+    o.size = 0;
+    CHECK(error_code_of([&] { zeroclip::compute_crop_geometry(5, 5, o); }) == zeroclip::errc::invalid_argument);
+}
+
+TEST_CASE("image: fixture crops equal Pillow's (PNG exactly, JPEG within the decoder difference)") {
+    if (!have_fixtures()) {
+        MESSAGE("shared fixtures not found, skipped: " << fixtures_images);
+        return;
+    }
+    const auto manifest = nlohmann::json::parse(std::ifstream(fixtures_images + "manifest.json"));
+    for (const auto& entry : manifest["images"]) {
+        const std::string name = entry["name"];
+        const std::string stem = name.substr(0, name.rfind('.'));
+        CAPTURE(name);
+        const zeroclip::decoded_image im = zeroclip::decode_image_file(fixtures_images + name);
+        CHECK(im.width == entry["width"].get<int>());
+        CHECK(im.height == entry["height"].get<int>());
+        CHECK(std::string(zeroclip::pixel_mode_name(im.mode)) == entry["pil_mode"].get<std::string>());
+        CHECK(im.format == entry["format"].get<std::string>());
+        const bool jpeg = im.format == "JPEG";
+
+        // Mean of the decoded image as convert('RGB'): exact for lossless formats.
+        const zeroclip::rgb_image rgb = zeroclip::to_rgb(im);
+        for (int c = 0; c < 3; ++c) {
+            double sum = 0;
+            for (std::size_t i = static_cast<std::size_t>(c); i < rgb.pixels.size(); i += 3) sum += rgb.pixels[i];
+            const double mean = sum / (static_cast<double>(rgb.pixels.size()) / 3);
+            CHECK(std::abs(mean - entry["decoded_rgb_mean"][static_cast<std::size_t>(c)].get<double>()) <
+                  (jpeg ? 0.2 : 1e-5));
+        }
+
+        for (int n : {224, 64}) {
+            CAPTURE(n);
+            zeroclip::preprocess_options o;
+            o.size = n;
+            const auto g = zeroclip::compute_crop_geometry(im.width, im.height, o);
+            const auto& geo = entry["geometry"][std::to_string(n)];
+            CHECK(g.resized_width == geo["resized_wh"][0].get<int>());
+            CHECK(g.resized_height == geo["resized_wh"][1].get<int>());
+            CHECK(g.left == geo["crop_left_top"][0].get<int>());
+            CHECK(g.top == geo["crop_left_top"][1].get<int>());
+
+            const zeroclip::rgb_image crop = zeroclip::preprocess_crop(im, o);
+            REQUIRE(crop.width == n);
+            REQUIRE(crop.height == n);
+            const auto ref = npy_u8(zeroclip::load_npy(fixtures_images + "preprocessed/" + stem + "_" +
+                                                        std::to_string(n) + ".npy"));
+            const diff_stats d = compare(crop.pixels, ref);
+            MESSAGE(name << " @" << n << ": " << d.pixels << " pixels / " << d.samples
+                         << " samples differ from Pillow, max " << d.max << " levels");
+            if (jpeg) {
+                CHECK(d.max <= 3);
+                CHECK(d.samples * 20 < crop.pixels.size());
+            } else {
+                CHECK(d.samples == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("image: stb's JPEG decode is within a few levels of libjpeg-turbo's") {
+    if (!have_fixtures()) return;
+    const auto im = zeroclip::decode_image_file(fixtures_images + "rocket.jpg");
+    const auto window = zeroclip::load_npy(fixtures_images + "preprocessed/rocket_decoded_y200_x150_128.npy");
+    REQUIRE(window.shape == zeroclip::shape_t{128, 128, 3});
+    std::vector<std::uint8_t> ours;
+    for (int y = 200; y < 328; ++y)
+        for (int x = 150; x < 278; ++x)
+            for (int c = 0; c < 3; ++c)
+                ours.push_back(im.pixels[(static_cast<std::size_t>(y) * static_cast<std::size_t>(im.width) + static_cast<std::size_t>(x)) * 3 + static_cast<std::size_t>(c)]);
+    const diff_stats d = compare(ours, window.bytes);
+    MESSAGE("rocket.jpg decode, 128x128 window: " << d.pixels << " pixels / " << d.samples
+                                                  << " samples differ from Pillow's, max " << d.max << " levels");
+    CHECK(d.max <= 4);
+    CHECK(d.samples * 4 < ours.size());
+}
+
+TEST_CASE("image: normalised tensors equal pixel_values_64.npz bit for bit") {
+    if (!have_fixtures()) return;
+    auto npz = zeroclip::load_npz(fixtures_images + "pixel_values_64.npz");
+    const auto names = npz.at("names").to_strings();
+    const zeroclip::tensor pixels = npz.at("pixel_values").to_float();
+    REQUIRE(pixels.shape() == zeroclip::shape_t{static_cast<std::int64_t>(names.size()), 3, 64, 64});
+    zeroclip::preprocess_options o;
+    o.size = 64;
+    const std::size_t row = 3 * 64 * 64;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        CAPTURE(names[i]);
+        const float* ref = pixels.data() + i * row;
+        // Pillow's own crop, normalised here: must be bit-identical (ToTensor + Normalize).
+        const std::string stem = names[i].substr(0, names[i].rfind('.'));
+        zeroclip::rgb_image pil_crop{64, 64, npy_u8(zeroclip::load_npy(fixtures_images + "preprocessed/" + stem + "_64.npy"))};
+        const std::vector<float> from_pil = zeroclip::normalize(pil_crop, o.mean, o.stddev);
+        CHECK(std::memcmp(from_pil.data(), ref, row * sizeof(float)) == 0);
+        // The whole pipeline from the file.
+        const std::vector<float> ours = zeroclip::load_image_tensor(fixtures_images + names[i], o);
+        REQUIRE(ours.size() == row);
+        float max_err = 0;
+        for (std::size_t k = 0; k < row; ++k) max_err = std::max(max_err, std::abs(ours[k] - ref[k]));
+        if (names[i] == "rocket.jpg") CHECK(max_err <= 3.0f / 255.0f / 0.26f + 1e-5f);
+        else CHECK(std::memcmp(ours.data(), ref, row * sizeof(float)) == 0);
+    }
+    // The batch API lays the same rows out as [N, 3, n, n].
+    std::vector<std::string> paths{fixtures_images + names[0], fixtures_images + names[1]};
+    const zeroclip::tensor batch = zeroclip::load_image_batch(paths, o);
+    REQUIRE(batch.shape() == zeroclip::shape_t{2, 3, 64, 64});
+    CHECK(std::memcmp(batch.data(), pixels.data(), 2 * row * sizeof(float)) == 0);
+}
+
+TEST_CASE("image: every mode and format of tests/data/images equals Pillow's crops") {
+    std::ifstream cases(local_images + "cases.txt");
+    REQUIRE_MESSAGE(cases.good(), "missing " << local_images << "cases.txt (scripts/make_image_refs.py)");
+    auto refs = zeroclip::load_npz(local_images + "refs.npz");
+    std::map<std::string, int> per_mode;
+    std::string line;
+    int count = 0;
+    while (std::getline(cases, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream fields(line);
+        std::string file, order, crop, key, mode;
+        int n = 0;
+        fields >> file >> n >> order >> crop >> key >> mode;
+        CAPTURE(line);
+        const zeroclip::decoded_image im = zeroclip::decode_image_file(local_images + file);
+        CHECK(std::string(zeroclip::pixel_mode_name(im.mode)) == mode);
+        zeroclip::preprocess_options o;
+        o.size = n;
+        o.hf_order = order == "hf";
+        o.floor_crop = crop == "floor";
+        const zeroclip::rgb_image out = zeroclip::preprocess_crop(im, o);
+        const diff_stats d = compare(out.pixels, npy_u8(refs.at(key)));
+        CHECK(d.samples == 0);
+        ++per_mode[mode];
+        ++count;
+    }
+    std::string summary;
+    for (const auto& [m, k] : per_mode) summary += m + ":" + std::to_string(k) + " ";
+    MESSAGE(count << " generated cases, by Pillow mode: " << summary);
+    CHECK(count >= 100);
+}
+
+TEST_CASE("image: resize_image is Pillow's Image.resize for a whole image") {
+    zeroclip::decoded_image im;
+    im.width = 5;
+    im.height = 3;
+    im.mode = zeroclip::pixel_mode::l;
+    im.pixels = {0, 255, 0, 255, 0, 10, 20, 30, 40, 50, 255, 255, 255, 0, 0};
+    const auto same = zeroclip::resize_image(im, 5, 3);
+    CHECK(same.pixels == im.pixels);
+    const auto big = zeroclip::resize_image(im, 9, 7);
+    CHECK(big.width == 9);
+    CHECK(big.height == 7);
+    CHECK(big.pixels.size() == 63);
+    // A window of the preprocessing equals the same window of the full resize.
+    zeroclip::preprocess_options o;
+    o.size = 3;
+    const auto g = zeroclip::compute_crop_geometry(5, 3, o);
+    const auto full = zeroclip::to_rgb(zeroclip::resize_image(im, g.resized_width, g.resized_height));
+    const auto crop = zeroclip::preprocess_crop(im, o);
+    for (int y = 0; y < 3; ++y)
+        for (int x = 0; x < 3; ++x)
+            CHECK(crop.pixels[static_cast<std::size_t>(y * 3 + x) * 3] ==
+                  full.pixels[static_cast<std::size_t>((y + g.top) * g.resized_width + x + g.left) * 3]);
+    CHECK(error_code_of([&] { zeroclip::resize_image(im, 0, 4); }) == zeroclip::errc::invalid_argument);
+    im.pixels.pop_back();
+    CHECK(error_code_of([&] { zeroclip::resize_image(im, 4, 4); }) == zeroclip::errc::invalid_argument);
+}
+
+TEST_CASE("image: memory and file decoding agree; PNG round trip through save_png") {
+    if (!have_fixtures()) return;
+    const auto bytes = read_bytes(fixtures_images + "chelsea.png");
+    const auto a = zeroclip::decode_image_memory(bytes.data(), bytes.size(), "chelsea.png");
+    const auto b = zeroclip::decode_image_file(fixtures_images + "chelsea.png");
+    CHECK(a.pixels == b.pixels);
+    const zeroclip::rgb_image crop = zeroclip::preprocess_crop(a, {});
+    const std::string path = temp_path("roundtrip.png");
+    zeroclip::save_png(path, crop);
+    const auto back = zeroclip::decode_image_file(path);
+    CHECK(back.mode == zeroclip::pixel_mode::rgb);
+    CHECK(back.width == 224);
+    CHECK(back.pixels == crop.pixels);
+    std::remove(path.c_str());
+    CHECK(error_code_of([&] { zeroclip::save_png("/nonexistent-dir/x.png", crop); }) == zeroclip::errc::io);
+}
+
+#ifdef ZEROCLIP_TEST_HAS_USER_STB
+TEST_CASE("image: zeroclip's stb copy coexists with the program's own stb_image") {
+    if (!have_fixtures()) return;
+    const auto bytes = read_bytes(fixtures_images + "astronaut.png");
+    int w = 0, h = 0, c = 0;
+    stbi_set_flip_vertically_on_load(1);  // the program's setting must not leak into zeroclip
+    stbi_uc* theirs = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &c, 3);
+    stbi_set_flip_vertically_on_load(0);
+    REQUIRE(theirs);
+    const auto ours = zeroclip::decode_image_memory(bytes.data(), bytes.size());
+    REQUIRE(w == ours.width);
+    const std::size_t row = static_cast<std::size_t>(w) * 3;
+    CHECK(std::memcmp(theirs, ours.pixels.data() + (static_cast<std::size_t>(h) - 1) * row, row) == 0);
+    stbi_image_free(theirs);
+}
+#endif
+
+TEST_CASE("image: failures throw zeroclip::error naming the path") {
+    std::string msg;
+    CHECK(error_code_of([] { zeroclip::decode_image_file("/nonexistent/zeroclip/cat.png"); }, &msg) ==
+          zeroclip::errc::io);
+    CHECK(msg.find("/nonexistent/zeroclip/cat.png") != std::string::npos);
+
+    const std::string dir = std::filesystem::temp_directory_path().string();
+    CHECK(error_code_of([&] { zeroclip::decode_image_file(dir); }, &msg) == zeroclip::errc::io);
+    CHECK(msg.find("directory") != std::string::npos);
+
+    const std::string empty = temp_path("empty.png");
+    write_bytes(empty, {});
+    CHECK(error_code_of([&] { zeroclip::decode_image_file(empty); }, &msg) == zeroclip::errc::image_decode);
+    CHECK(msg.find(empty) != std::string::npos);
+    std::remove(empty.c_str());
+
+    std::vector<std::uint8_t> garbage(3000);
+    std::mt19937 rng(7);
+    for (auto& g : garbage) g = static_cast<std::uint8_t>(rng());
+    garbage[0] = 'x';  // no accidental signature
+    CHECK(error_code_of([&] { zeroclip::decode_image_memory(garbage.data(), garbage.size(), "garbage.bin"); }, &msg) ==
+          zeroclip::errc::image_decode);
+    CHECK(msg.find("garbage.bin") != std::string::npos);
+    CHECK(msg.find("stb_image: ") != std::string::npos);
+
+    if (have_fixtures()) {
+        for (const char* name : {"chelsea.png", "rocket.jpg", "palette_small.png"}) {
+            auto bytes = read_bytes(fixtures_images + name);
+            for (std::size_t keep : {bytes.size() / 2, std::size_t{40}, std::size_t{8}}) {
+                CAPTURE(name);
+                CAPTURE(keep);
+                const std::string path = temp_path(std::string("truncated_") + name);
+                write_bytes(path, std::vector<std::uint8_t>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
+                CHECK(error_code_of([&] { zeroclip::decode_image_file(path); }, &msg) == zeroclip::errc::image_decode);
+                CHECK(msg.find(path) != std::string::npos);
+                std::remove(path.c_str());
+            }
+        }
+    }
+}
+
+TEST_CASE("image: declared sizes over the pixel limit are refused before decoding") {
+    // A PNG header declaring 100000 x 100000 followed by no image data at all.
+    std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                     0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+    std::string msg;
+    CHECK(error_code_of([&] { zeroclip::decode_image_memory(png.data(), png.size(), "bomb.png"); }, &msg) ==
+          zeroclip::errc::image_decode);
+    CHECK(msg.find("100000x100000") != std::string::npos);
+    CHECK(msg.find("bomb.png") != std::string::npos);
+
+    // A BMP header declaring 100000 x -100000 (top-down).
+    std::vector<std::uint8_t> bmp(54, 0);
+    bmp[0] = 'B';
+    bmp[1] = 'M';
+    auto put32 = [&](std::size_t at, std::uint32_t v) {
+        for (int i = 0; i < 4; ++i) bmp[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+    };
+    put32(10, 54);
+    put32(14, 40);
+    put32(18, 100000);
+    put32(22, 0u - 100000u);
+    bmp[26] = 1;
+    bmp[28] = 24;
+    CHECK(error_code_of([&] { zeroclip::decode_image_memory(bmp.data(), bmp.size(), "bomb.bmp"); }, &msg) ==
+          zeroclip::errc::image_decode);
+    CHECK(msg.find("100000x100000") != std::string::npos);
+
+    // A real image over a lowered limit; the same image passes with the limit raised.
+    if (have_fixtures()) {
+        CHECK(error_code_of([&] { zeroclip::decode_image_file(fixtures_images + "rocket.jpg", 1000); }, &msg) ==
+              zeroclip::errc::image_decode);
+        CHECK(msg.find("640x427") != std::string::npos);
+        CHECK(zeroclip::decode_image_file(fixtures_images + "rocket.jpg", 640 * 427).width == 640);
+    }
+}
+
+TEST_CASE("image: mutated files never crash the decoder or the preprocessing (fixed seed)") {
+    std::vector<std::pair<std::string, std::vector<std::uint8_t>>> seeds;
+    if (have_fixtures())
+        for (const char* name : {"palette_small.png", "rgba_transparent.png", "gray16.png", "tiny_1x1.png", "rocket.jpg"})
+            seeds.emplace_back(name, read_bytes(fixtures_images + name));
+    for (const auto& entry : std::filesystem::directory_iterator(local_images)) {
+        const std::string name = entry.path().filename().string();
+        if (name != "cases.txt" && name != "refs.npz") seeds.emplace_back(name, read_bytes(entry.path().string()));
+    }
+    std::sort(seeds.begin(), seeds.end());
+    REQUIRE(!seeds.empty());
+    std::mt19937 rng(20240604);
+    int decoded = 0, refused = 0, total = 0;
+    const int per_seed = std::max(4, 400 / static_cast<int>(seeds.size()));
+    for (const auto& [name, original] : seeds) {
+        const int rounds = name == "rocket.jpg" ? 12 : per_seed;
+        for (int round = 0; round < rounds; ++round) {
+            std::vector<std::uint8_t> bytes = original;
+            switch (rng() % 4) {
+                case 0:  // flip a few bytes, mostly in the header
+                case 1: {
+                    const int flips = 1 + static_cast<int>(rng() % 8);
+                    for (int f = 0; f < flips; ++f) {
+                        const std::size_t limit = (rng() % 2) ? std::min<std::size_t>(bytes.size(), 64) : bytes.size();
+                        bytes[rng() % limit] = static_cast<std::uint8_t>(rng());
+                    }
+                    break;
+                }
+                case 2:  // truncate
+                    bytes.resize(1 + rng() % bytes.size());
+                    break;
+                default: {  // insert or delete a run
+                    const std::size_t at = rng() % bytes.size();
+                    if (rng() % 2) bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at), 1 + rng() % 16, static_cast<std::uint8_t>(rng()));
+                    else bytes.erase(bytes.begin() + static_cast<std::ptrdiff_t>(at), bytes.begin() + static_cast<std::ptrdiff_t>(std::min(bytes.size(), at + 1 + rng() % 16)));
+                    if (bytes.empty()) bytes.push_back(0);
+                }
+            }
+            ++total;
+            try {
+                const auto im = zeroclip::decode_image_memory(bytes.data(), bytes.size(), name, 1u << 22);
+                zeroclip::preprocess_options o;
+                o.size = 1 + static_cast<int>(rng() % 24);
+                o.hf_order = rng() % 2;
+                const auto crop = zeroclip::preprocess_crop(im, o);
+                CHECK(crop.pixels.size() == static_cast<std::size_t>(o.size * o.size * 3));
+                ++decoded;
+            } catch (const zeroclip::error&) {
+                ++refused;
+            }
+        }
+    }
+    MESSAGE(total << " mutations of " << seeds.size() << " files: " << decoded << " decoded, " << refused
+                  << " refused with zeroclip::error");
+    CHECK(decoded + refused == total);
+}
