@@ -305,6 +305,14 @@ def main():
             key = f"c{len(cases):04d}"
             refs[key] = reference_crop(im, n, hf, floor)
             cases.append((fname, n, "hf" if hf else "openai", "floor" if floor else "round", key, im.mode))
+    # JPEG seeds for the fuzz test only (stb's and libjpeg's decoders differ by a few levels, so
+    # JPEG crops are checked against the shared fixtures with a tolerance instead).
+    for name, mode, kw in [("seed_progressive.jpg", "RGB", {"progressive": True, "quality": 80}),
+                           ("seed_grey.jpg", "L", {"quality": 90}),
+                           ("seed_444.jpg", "RGB", {"quality": 95, "subsampling": 0})]:
+        px = content(rng, 37, 23, 3)
+        im = Image.fromarray(px if mode == "RGB" else px[..., 0], mode)
+        im.save(os.path.join(args.out, name), "JPEG", **kw)
     with open(os.path.join(args.out, "cases.txt"), "w") as f:
         f.write("# file size order crop ref pil_mode  (made by scripts/make_image_refs.py)\n")
         for c in cases:

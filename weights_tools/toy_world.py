@@ -20,6 +20,12 @@ COLOUR_RGB = np.array([
     [135, 45, 175],   # purple
     [20, 20, 20],     # black
 ], dtype=np.float32)
+# Extra, non-label colours: used only for images captioned by shape alone (never for held-out
+# combinations, which use label colours), so every shape is also seen in colours outside the
+# palette. This weakens the colour/shape entanglement that makes held-out combinations lag.
+EXTRA_COLOURS = ["cyan", "pink", "white"]
+EXTRA_RGB = np.array([[0, 200, 215], [255, 120, 190], [245, 245, 245]], dtype=np.float32)
+ALL_RGB = np.concatenate([COLOUR_RGB, EXTRA_RGB])
 SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
 
 # Latin-square style hold-out: colour c never appears with shape c mod 6 in training, so every
@@ -147,7 +153,7 @@ def render(rng, colours, shapes, size=64, ss=2, scale_range=(0.18, 0.42)):
     mask = mask.reshape(B, size, ss, size, ss).mean(axis=(2, 4)).astype(np.float32)[..., None]
 
     # background: low-saturation colour(s), optional gradient, noise; never close to fg colour
-    fg = COLOUR_RGB[np.asarray(colours)] + rng.uniform(-12, 12, size=(B, 3)).astype(np.float32)
+    fg = ALL_RGB[np.asarray(colours)] + rng.uniform(-12, 12, size=(B, 3)).astype(np.float32)
     bg0 = _backgrounds(rng, fg)
     bg1 = _backgrounds(rng, fg)
     grad = rng.uniform(0, 1, size=B) < 0.5

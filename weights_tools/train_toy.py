@@ -447,18 +447,25 @@ def augment(x01, bbox, g, size):
 class Pool:
     """A pool of rendered training images (seen combinations only), partly refreshed each step."""
 
-    def __init__(self, rng, size, n, chunk=512):
+    def __init__(self, rng, size, n, p_extra, chunk=512):
         self.rng, self.size = rng, size
-        cs, ss = tw.sample_combos(rng, n, tw.SEEN)
+        self.p_extra = p_extra
+        cs, ss = self.sample(n)
         self.img = np.zeros((n, size, size, 3), np.uint8)
         self.bbox = np.zeros((n, 4), np.float32)
         for i in range(0, n, chunk):
             self.img[i:i + chunk], self.bbox[i:i + chunk] = tw.render(rng, cs[i:i + chunk], ss[i:i + chunk], size)
         self.col, self.shp = cs, ss
 
+    def sample(self, n):
+        cs, ss = tw.sample_combos(self.rng, n, tw.SEEN)
+        extra = self.rng.random(n) < self.p_extra
+        cs[extra] = len(tw.COLOURS) + self.rng.integers(0, len(tw.EXTRA_COLOURS), size=int(extra.sum()))
+        return cs, ss
+
     def refresh(self, k):
         idx = self.rng.choice(len(self.col), size=k, replace=False)
-        cs, ss = tw.sample_combos(self.rng, k, tw.SEEN)
+        cs, ss = self.sample(k)
         self.img[idx], self.bbox[idx] = tw.render(self.rng, cs, ss, self.size)
         self.col[idx], self.shp[idx] = cs, ss
 
@@ -490,7 +497,9 @@ class CaptionBank:
         out = np.empty(len(cols), np.int64)
         r = rng.random(len(cols))
         for i, (c, s) in enumerate(zip(cols, shps)):
-            if r[i] < p_colour:
+            if c >= len(tw.COLOURS):  # extra (non-label) colour: shape-only caption
+                lst = self.shape_only[s]
+            elif r[i] < p_colour:
                 lst = self.colour_only[c]
             elif r[i] < p_colour + p_shape:
                 lst = self.shape_only[s]
@@ -595,12 +604,15 @@ def train(args, tok):
     rng = np.random.default_rng(args.seed)
     g = torch.Generator().manual_seed(args.seed + 1)
     model = build(args)
+    if args.init:
+        model.load_state_dict({k: v.float() for k, v in torch.load(args.init).items()})
+        print(f"initialised from {args.init}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model: {nparams / 1e6:.2f}M params ({model.token_embedding.weight.numel() / 1e6:.2f}M in the token "
           f"embedding)", flush=True)
     opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     t0 = time.time()
-    pool = Pool(rng, args.image_size, args.pool)
+    pool = Pool(rng, args.image_size, args.pool, args.p_extra)
     bank = CaptionBank(tok)
     print(f"pool of {args.pool} images rendered in {time.time() - t0:.1f}s; {len(bank.text)} captions", flush=True)
     val_img, val_c, val_s = make_eval_set(args.seed + 777, 4, args.image_size)
@@ -638,6 +650,8 @@ def train(args, tok):
             if step % (args.log_every * args.eval_every) == 0 or step == args.steps:
                 msg += "  | val " + fmt_acc(accuracies(zero_shot(model, tok, val_img), val_c, val_s))
             print(msg, flush=True)
+        if step % 500 == 0:
+            torch.save(model.state_dict(), args.state_dict + ".ckpt")
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print(f"stopping at step {step}: --max-minutes reached", flush=True)
             break
@@ -655,6 +669,7 @@ def fp16_round(model):
 
 def write_outputs(args, model, tok):
     labels, full_p, col_p, shp_p = prompt_sets()
+    FAST[0] = False  # reference outputs with the unmodified OpenAI forward (nn.MultiheadAttention)
     os.makedirs(os.path.dirname(args.state_dict) or ".", exist_ok=True)
     sd = OrderedDict((k, v.detach().half().clone()) for k, v in model.state_dict().items())
     torch.save(sd, args.state_dict)
@@ -766,28 +781,31 @@ def main():
     ap.add_argument("--eval-seed", type=int, default=20260707)
     ap.add_argument("--eval-per-combo", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=48)
     ap.add_argument("--patch-size", type=int, default=8)
-    ap.add_argument("--vision-width", type=int, default=128)
+    ap.add_argument("--vision-width", type=int, default=64)
     ap.add_argument("--vision-layers", type=int, default=3)
     ap.add_argument("--text-width", type=int, default=64)
     ap.add_argument("--text-layers", type=int, default=2)
     ap.add_argument("--embed-dim", type=int, default=64)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=2200)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--lam", type=float, default=0.5, help="weight of image->text term (CLIP: 0.5)")
-    ap.add_argument("--p-colour", type=float, default=0.15, help="share of colour-only captions")
-    ap.add_argument("--p-shape", type=float, default=0.25, help="share of shape-only captions")
-    ap.add_argument("--pool", type=int, default=20000)
+    ap.add_argument("--p-colour", type=float, default=0.10, help="share of colour-only captions")
+    ap.add_argument("--p-shape", type=float, default=0.35, help="share of shape-only captions")
+    ap.add_argument("--p-extra", type=float, default=0.15,
+                    help="share of training images in a non-label colour (captioned by shape only)")
+    ap.add_argument("--pool", type=int, default=8000)
     ap.add_argument("--refresh", type=int, default=32, help="pool images re-rendered per step")
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--eval-every", type=int, default=10, help="in units of log lines")
+    ap.add_argument("--eval-every", type=int, default=8, help="in units of log lines")
     ap.add_argument("--max-minutes", type=float, default=0, help="safety stop (0 = off; breaks reproducibility)")
+    ap.add_argument("--init", default="", help="start from this state dict (fine-tuning)")
     ap.add_argument("--state-dict", default="/tmp/zeroclip-toy-vit.pt")
-    ap.add_argument("--wait-convert", type=int, default=0, help="seconds to wait for convert.py")
+    ap.add_argument("--wait-convert", type=int, default=1200, help="seconds to wait for convert.py")
     ap.add_argument("--no-outputs", action="store_true", help="train and report only")
     ap.add_argument("--check-tokenizer", action="store_true")
     args = ap.parse_args()
@@ -799,6 +817,7 @@ def main():
     model = train(args, tok)
     fp16_round(model)
     if args.no_outputs:
+        torch.save(OrderedDict((k, v.detach().half().clone()) for k, v in model.state_dict().items()), args.state_dict)
         img, cols, shps = make_eval_set(args.eval_seed, args.eval_per_combo, args.image_size)
         print("EVAL: " + fmt_acc(accuracies(zero_shot(model, tok, img), cols, shps)), flush=True)
         return

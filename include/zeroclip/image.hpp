@@ -547,8 +547,10 @@ inline rgb_image preprocess_crop(const decoded_image& im, const preprocess_optio
         return detail::to_rgb(detail::ref_of(
             detail::resize_window(ref, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size),
             "preprocess_crop"));
-    const rgb_image rgb = detail::to_rgb(ref);
-    const detail::image_ref rgb_ref{rgb.width, rgb.height, pixel_mode::rgb, rgb.pixels.data(), nullptr};
+    rgb_image rgb;  // convert("RGB") first; an RGB image is used as it is
+    if (im.mode != pixel_mode::rgb) rgb = detail::to_rgb(ref);
+    const detail::image_ref rgb_ref{im.width, im.height, pixel_mode::rgb,
+                                    im.mode == pixel_mode::rgb ? im.pixels.data() : rgb.pixels.data(), nullptr};
     decoded_image window = detail::resize_window(rgb_ref, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size);
     return rgb_image{window.width, window.height, std::move(window.pixels)};
 }

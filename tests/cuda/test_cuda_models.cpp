@@ -120,17 +120,25 @@ int run_weights_tool(const std::string& script, const std::string& args) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/// tiny-rn converted to zeroclip's format by weights_tools/convert.py (once per process).
+/// tiny-rn converted to zeroclip's format by weights_tools/convert.py (once per process); empty
+/// when the converter cannot run (no Python 3 with numpy): an environment problem, not a GPU one.
 const std::string& tiny_rn_file() {
     static const std::string path = [] {
         const std::string out = test_util::temp_dir("cuda_rn") + "/tiny-rn.safetensors";
         const int rc = run_weights_tool("convert.py", "'" + fixtures() + "/models/tiny-rn/openai_state_dict.pt' '" +
                                                           out + "' >/dev/null");
-        REQUIRE_MESSAGE(rc == 0, "weights_tools/convert.py failed on tiny-rn (needs Python 3 with numpy)");
-        return out;
+        return rc == 0 ? out : std::string();
     }();
     return path;
 }
+
+#define CUDA_TEST_REQUIRE_TINY_RN()                                                                   \
+    CUDA_TEST_REQUIRE_FIXTURE("models/tiny-rn/openai_state_dict.pt");                                 \
+    if (tiny_rn_file().empty()) {                                                                     \
+        MESSAGE("skipped: weights_tools/convert.py could not convert tiny-rn (needs Python 3 with numpy, " \
+                "ZEROCLIP_PYTHON=" ZEROCLIP_PYTHON ")");                                              \
+        return;                                                                                       \
+    }
 
 }  // namespace
 
@@ -150,7 +158,7 @@ TEST_CASE("tiny-vit (Hugging Face folder) on the GPU matches cpu_eigen and the f
 
 TEST_CASE("tiny-rn (converted OpenAI state dict) on the GPU matches cpu_eigen and the float64 reference") {
     CUDA_TEST_REQUIRE_GPU();
-    CUDA_TEST_REQUIRE_FIXTURE("models/tiny-rn/openai_state_dict.pt");
+    CUDA_TEST_REQUIRE_TINY_RN();
     const auto ref = load_reference("tiny-rn");
     const gpu_model g = load_model<cuda_cublas>(tiny_rn_file());
     const auto c = load_model(tiny_rn_file());
@@ -195,7 +203,10 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs keep the zero-shot top-1 of tiny-vit and ti
     CUDA_TEST_REQUIRE_GPU();
     CUDA_TEST_REQUIRE_FIXTURE("models/tiny-vit/hf");
     for (const std::string model : {"tiny-vit", "tiny-rn"}) {
-        if (model == "tiny-rn" && !have_fixture("models/tiny-rn/openai_state_dict.pt")) continue;
+        if (model == "tiny-rn" && (!have_fixture("models/tiny-rn/openai_state_dict.pt") || tiny_rn_file().empty())) {
+            MESSAGE("tiny-rn skipped (fixture or weights_tools/convert.py unavailable)");
+            continue;
+        }
         CAPTURE(model);
         const auto ref = load_reference(model);
         const checkpoint ck = load_checkpoint(model == "tiny-vit" ? fixtures() + "/models/tiny-vit/hf" : tiny_rn_file());

@@ -140,7 +140,8 @@ TEST_CASE("layer_norm, activations, l2_normalize_rows and softmax_rows match cpu
         CUDA_TEST_CLOSE(down(gpu().layer_norm(up(x), up(w), up(b), 1e-5)), cpu.layer_norm(x, w, b, 1e-5), 1e-5);
         CUDA_TEST_CLOSE(down(gpu().l2_normalize_rows(up(x))), cpu.l2_normalize_rows(x), 1e-6);
         const tensor logits = rand_t({23, n}, 13, 0.0f, 4.0f);
-        CUDA_TEST_CLOSE(down(gpu().softmax_rows(up(logits))), cpu.softmax_rows(logits), 1e-6);
+        // 1e-5: over wide rows the CPU's sequential float sum and the GPU's tree sum differ by ~1e-6.
+        CUDA_TEST_CLOSE(down(gpu().softmax_rows(up(logits))), cpu.softmax_rows(logits), 1e-5);
     }
     tensor zero_row({2, 8});
     zero_row[8] = 3.0f;  // row 0 all zeros: returned unchanged, as Eigen's normalized()

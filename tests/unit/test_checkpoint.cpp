@@ -2,6 +2,8 @@
 // zeroclip::error naming the file and tensor), config parsing, and models of the real ViT-B shapes.
 #include <zeroclip/zeroclip.hpp>
 
+#include <random>
+
 #include "../random_model.hpp"
 #include "../test_util.hpp"
 

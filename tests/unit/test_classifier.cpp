@@ -33,12 +33,12 @@ TEST_CASE("contrastive loss equals the closed form of a hand-made case") {
     auto r = contrastive_loss(img, txt, 0.5, 0.25);
     auto l = [](double x) { return std::log1p(std::exp(-x)); };
     const double expected = 0.5 * (0.25 * (l(0.8) + l(1.6)) + 0.75 * (l(2.0) + l(0.4)));
-    CHECK(r.loss == doctest::Approx(expected).epsilon(1e-12));
+    CHECK(r.loss == doctest::Approx(expected).epsilon(1e-6));  // inputs are float32
     REQUIRE(r.cosines.size() == 2);
     CHECK(r.cosines[0] == doctest::Approx(1.0));
     CHECK(r.cosines[1] == doctest::Approx(0.8));
     CHECK_THROWS_AS(contrastive_loss(img, txt, 0.0), zeroclip::error);
-    CHECK_THROWS_AS(contrastive_loss(img, tensor({3, 2})), zeroclip::error);
+    CHECK_THROWS_AS(contrastive_loss(img, tensor({3, 2}), 1.0), zeroclip::error);
 }
 
 TEST_CASE("prompt builder") {

@@ -3,6 +3,8 @@
 // float64 reference, ~10-30x headroom over what PyTorch's own float32 reaches).
 #include <zeroclip/zeroclip.hpp>
 
+#include <thread>
+
 #include "../test_util.hpp"
 
 using namespace zeroclip;
@@ -102,4 +104,21 @@ TEST_CASE("encoders reject inputs of the wrong shape with a clear error") {
     token_tensor bad({1, 77});
     bad[0] = 49406, bad[1] = 60000;
     CHECK_THROWS_WITH_AS(m.encode_text(bad), doctest::Contains("outside the vocabulary"), zeroclip::error);
+}
+
+TEST_CASE("one loaded model encodes from several threads at once") {
+    auto ref = load_reference("tiny-vit");
+    const model m = load_model(fixtures() + "/models/tiny-vit/hf");
+    const tensor img = m.encode_image(ref.pixels), txt = m.encode_text(ref.tokens);
+    std::vector<double> worst(4, 0.0);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < worst.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (int round = 0; round < 3; ++round) {
+                worst[t] = std::max(worst[t], test_util::max_abs_diff(m.encode_image(ref.pixels), img));
+                worst[t] = std::max(worst[t], test_util::max_abs_diff(m.encode_text(ref.tokens), txt));
+            }
+        });
+    for (auto& th : threads) th.join();
+    for (double w : worst) CHECK(w <= 1e-6);
 }

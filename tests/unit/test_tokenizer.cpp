@@ -305,7 +305,7 @@ TEST_CASE("tokenizer: text normalisation follows html.unescape, \\s and str.lowe
     CHECK(tokenizer::normalize(long_name) == long_name);
 }
 
-TEST_CASE("tokenizer: texts of 75, 76, 77 and 78 tokens; truncation and the raising option") {
+TEST_CASE("tokenizer: texts of 75, 76, 77 and 78 tokens with truncation and the raising option") {
     const tokenizer& tok = openai();
     zeroclip::tokenize_options strict;
     strict.truncate = false;

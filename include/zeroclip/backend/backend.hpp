@@ -11,6 +11,12 @@
 //!  attention   self_attention(qkv, batch, heads, causal), attention(q, k, v, batch, heads)
 //!  images      conv2d(x, w, b, stride, pad), relu_(x), avg_pool2d(x, k), spatial_tokens(x)
 //!              (NCHW; the ModifiedResNet image encoder)
+//!  fused       (optional: nn/ calls them where a backend has them — has_*_v below — and the
+//!              unfused ops otherwise, with the same result up to float rounding)
+//!              linear_activate(x, w, b, act)  act(x·wᵀ + b)
+//!              linear_add_(y, x, w, b)        y += x·wᵀ + b
+//!              conv2d_relu(x, w, b, stride, pad)                relu(conv2d(...))
+//!              conv2d_add_relu(x, w, b, stride, pad, residual)  relu(conv2d(...) + residual)
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
@@ -55,5 +61,46 @@ struct is_backend<
 /// True when B provides the backend operations (a compile-time check, C++17 detection idiom).
 template <class B>
 inline constexpr bool is_backend_v = detail::is_backend<B>::value;
+
+namespace detail {
+template <class B>
+using tensor_of = typename B::tensor;
+template <class B, class = void>
+struct has_linear_activate : std::false_type {};
+template <class B>
+struct has_linear_activate<B, std::void_t<decltype(std::declval<const B&>().linear_activate(
+                                  std::declval<const tensor_of<B>&>(), std::declval<const tensor_of<B>&>(),
+                                  std::declval<const tensor_of<B>&>(), activation::gelu))>> : std::true_type {};
+template <class B, class = void>
+struct has_linear_add : std::false_type {};
+template <class B>
+struct has_linear_add<B, std::void_t<decltype(std::declval<const B&>().linear_add_(
+                             std::declval<tensor_of<B>&>(), std::declval<const tensor_of<B>&>(),
+                             std::declval<const tensor_of<B>&>(), std::declval<const tensor_of<B>&>()))>>
+    : std::true_type {};
+template <class B, class = void>
+struct has_conv2d_relu : std::false_type {};
+template <class B>
+struct has_conv2d_relu<B, std::void_t<decltype(std::declval<const B&>().conv2d_relu(
+                              std::declval<const tensor_of<B>&>(), std::declval<const tensor_of<B>&>(),
+                              std::declval<const tensor_of<B>&>(), int64_t{}, int64_t{}))>> : std::true_type {};
+template <class B, class = void>
+struct has_conv2d_add_relu : std::false_type {};
+template <class B>
+struct has_conv2d_add_relu<B, std::void_t<decltype(std::declval<const B&>().conv2d_add_relu(
+                                  std::declval<const tensor_of<B>&>(), std::declval<const tensor_of<B>&>(),
+                                  std::declval<const tensor_of<B>&>(), int64_t{}, int64_t{},
+                                  std::declval<const tensor_of<B>&>()))>> : std::true_type {};
+}  // namespace detail
+
+/// Whether B has each optional fused op.
+template <class B>
+inline constexpr bool has_linear_activate_v = detail::has_linear_activate<B>::value;
+template <class B>
+inline constexpr bool has_linear_add_v = detail::has_linear_add<B>::value;
+template <class B>
+inline constexpr bool has_conv2d_relu_v = detail::has_conv2d_relu<B>::value;
+template <class B>
+inline constexpr bool has_conv2d_add_relu_v = detail::has_conv2d_add_relu<B>::value;
 
 }  // namespace zeroclip

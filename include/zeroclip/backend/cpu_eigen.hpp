@@ -1,6 +1,14 @@
-//! cpu_eigen: the portable CPU backend. Matrix products are Eigen GEMMs over Eigen::Map views of
-//! host tensors (no copies of weights); row-wise ops are plain loops parallelised with OpenMP
-//! when the build enables it. Tensors are zeroclip::tensor, so upload/download are free.
+//! cpu_eigen: the portable CPU backend. Tensors are zeroclip::tensor, so upload/download are free
+//! and weights are used where they were loaded (memory-mapped F32 in place).
+//!
+//! Matrix products (linear, matmul, conv2d, the two products of attention) run on
+//! detail/cpu_gemm.hpp: an AVX2+FMA packed-panel kernel when the compiler targets it
+//! (-march=native on x86-64), Eigen's GEMM otherwise; bias and activation are applied to each
+//! block of the output while it is still in cache. Row-wise ops use detail/cpu_vec.hpp (vector
+//! exp, layer norm in double). Work is shared by OpenMP threads that take tasks from a counter
+//! (detail/cpu_parallel.hpp): a thread the OS preempts on a busy machine slows a step down by
+//! its share, not by the whole step; small ops stay on the calling thread. Scratch buffers are
+//! per thread and reused, so a forward pass allocates only its output tensors.
 #pragma once
 
 #include <Eigen/Core>
@@ -9,6 +17,9 @@
 #include <limits>
 #include <vector>
 
+#include "../detail/cpu_gemm.hpp"
+#include "../detail/cpu_parallel.hpp"
+#include "../detail/cpu_vec.hpp"
 #include "../models/config.hpp"
 #include "../tensor.hpp"
 
@@ -34,9 +45,9 @@ public:
         const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
         ZEROCLIP_ASSERT(w.dim(1) == k);
         tensor y({m, n});
-        map out(y.data(), m, n);
-        out.noalias() = as_matrix(x, m, k) * as_matrix(w, n, k).transpose();
-        if (!b.empty()) out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b.data(), n);
+        detail::cpu::epilogue ep;
+        ep.bias = b.empty() ? nullptr : b.data();
+        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
         return y;
     }
 
@@ -45,49 +56,76 @@ public:
         const int64_t m = rows(x), k = x.shape().back(), n = w.dim(1);
         ZEROCLIP_ASSERT(w.dim(0) == k);
         tensor y({m, n});
-        map(y.data(), m, n).noalias() = as_matrix(x, m, k) * as_matrix(w, k, n);
+        detail::cpu::gemm_nn(m, n, k, x.data(), k, w.data(), n, y.data(), n);
         return y;
     }
 
+    // ---- fused steps (optional ops, backend.hpp: nn/ uses them where a backend has them) ----
+    /// act(x · wᵀ + b): the MLP's c_fc and its activation in one pass over the output.
+    tensor linear_activate(const tensor& x, const tensor& w, const tensor& b, activation act) const {
+        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
+        ZEROCLIP_ASSERT(w.dim(1) == k);
+        tensor y({m, n});
+        detail::cpu::epilogue ep;
+        ep.bias = b.empty() ? nullptr : b.data();
+        ep.activation = act == activation::quick_gelu ? detail::cpu::act::quick_gelu : detail::cpu::act::gelu;
+        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+        return y;
+    }
+
+    /// In place: y += x · wᵀ + b (a residual connection around a linear: out_proj, c_proj).
+    void linear_add_(tensor& y, const tensor& x, const tensor& w, const tensor& b) const {
+        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
+        ZEROCLIP_ASSERT(w.dim(1) == k && y.numel() == m * n);
+        detail::cpu::epilogue ep;
+        ep.bias = b.empty() ? nullptr : b.data();
+        ep.accumulate = true;
+        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+    }
+
+    /// relu(conv2d(x, w, b, stride, pad)).
+    tensor conv2d_relu(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
+        return conv(x, w, b, stride, pad, nullptr, detail::cpu::act::relu);
+    }
+
+    /// relu(conv2d(x, w, b, stride, pad) + residual), residual shaped like the output (the end of
+    /// a ResNet bottleneck).
+    tensor conv2d_add_relu(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad,
+                           const tensor& residual) const {
+        return conv(x, w, b, stride, pad, &residual, detail::cpu::act::relu);
+    }
+
     // ---- row-wise ops ---------------------------------------------------------------------
-    /// Layer norm over the last dimension with weight and bias (both (width)).
+    /// Layer norm over the last dimension with weight and bias (both (width)): mean and variance
+    /// in double, the normalisation in float.
     tensor layer_norm(const tensor& x, const tensor& weight, const tensor& bias, double eps) const {
         const int64_t m = rows(x), n = x.shape().back();
         tensor y(x.shape());
-        const float* w = weight.data();
-        const float* b = bias.data();
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < m; ++r) {
-            const float* in = x.data() + r * n;
-            float* out = y.data() + r * n;
-            double mean = 0, var = 0;
-            for (int64_t i = 0; i < n; ++i) mean += in[i];
-            mean /= static_cast<double>(n);
-            for (int64_t i = 0; i < n; ++i) var += (in[i] - mean) * (in[i] - mean);
-            const float inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(n) + eps));
-            const float mu = static_cast<float>(mean);
-            for (int64_t i = 0; i < n; ++i) out[i] = (in[i] - mu) * inv * w[i] + b[i];
-        }
+        const float *in = x.data(), *w = weight.data(), *b = bias.data();
+        float* out = y.data();
+        detail::cpu::parallel_for(m, row_grain(n), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) detail::cpu::layer_norm_row(in + r * n, out + r * n, n, w, b, eps);
+        });
         return y;
     }
 
     /// In place: QuickGELU x·σ(1.702x) (what OpenAI trained with) or the exact erf GELU.
     void activate_(tensor& x, activation act) const {
         float* p = x.data();
-        const int64_t n = x.numel();
-        if (act == activation::quick_gelu) {
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < n; ++i) p[i] = p[i] / (1.0f + std::exp(-1.702f * p[i]));
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < n; ++i) p[i] = 0.5f * p[i] * (1.0f + std::erf(p[i] * 0.70710678118654752f));
-        }
+        const auto a = act == activation::quick_gelu ? detail::cpu::act::quick_gelu : detail::cpu::act::gelu;
+        detail::cpu::parallel_for(x.numel(), elementwise_grain, [&](int64_t i0, int64_t i1) {
+            detail::cpu::activate(p + i0, i1 - i0, a);
+        });
     }
 
     /// In place: x += y (same shape).
     void add_(tensor& x, const tensor& y) const {
         ZEROCLIP_ASSERT(x.numel() == y.numel());
-        Eigen::Map<Eigen::ArrayXf>(x.data(), x.numel()) += Eigen::Map<const Eigen::ArrayXf>(y.data(), y.numel());
+        float* px = x.data();
+        const float* py = y.data();
+        detail::cpu::parallel_for(x.numel(), elementwise_grain, [&](int64_t i0, int64_t i1) {
+            detail::cpu::add(px + i0, py + i0, i1 - i0);
+        });
     }
 
     /// In place: every group of rows.numel() values of x gets `rows` added (positional embedding
@@ -95,8 +133,7 @@ public:
     void add_broadcast_(tensor& x, const tensor& rows_to_add) const {
         const int64_t block = rows_to_add.numel();
         ZEROCLIP_ASSERT(x.numel() % block == 0);
-        Eigen::Map<const Eigen::ArrayXf> r(rows_to_add.data(), block);
-        for (int64_t o = 0; o < x.numel(); o += block) Eigen::Map<Eigen::ArrayXf>(x.data() + o, block) += r;
+        for (int64_t o = 0; o < x.numel(); o += block) detail::cpu::add(x.data() + o, rows_to_add.data(), block);
     }
 
     /// In place: x *= s.
@@ -113,8 +150,8 @@ public:
     /// Softmax of each row of x (M, N).
     tensor softmax_rows(const tensor& x) const {
         const int64_t m = rows(x), n = x.shape().back();
-        tensor y({m, n});
-        for (int64_t r = 0; r < m; ++r) softmax_inplace(y.data() + r * n, x.data() + r * n, n);
+        tensor y = x.clone().reshaped({m, n});
+        for (int64_t r = 0; r < m; ++r) detail::cpu::softmax_row(y.data() + r * n, n, n);
         return y;
     }
 
@@ -139,16 +176,20 @@ public:
         const int64_t n = images.dim(0), c = images.dim(1), h = images.dim(2), w = images.dim(3);
         const int64_t gh = h / p, gw = w / p;
         tensor y({n * gh * gw, c * p * p});
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t img = 0; img < n; ++img)
-            for (int64_t gy = 0; gy < gh; ++gy)
+        const float* src = images.data();
+        float* dst = y.data();
+        detail::cpu::parallel_for(n * gh, 1, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t img = r / gh, gy = r % gh;
                 for (int64_t gx = 0; gx < gw; ++gx) {
-                    float* out = y.data() + ((img * gh + gy) * gw + gx) * c * p * p;
+                    float* out = dst + ((img * gh + gy) * gw + gx) * c * p * p;
                     for (int64_t ch = 0; ch < c; ++ch)
                         for (int64_t ky = 0; ky < p; ++ky)
-                            std::copy_n(images.data() + ((img * c + ch) * h + gy * p + ky) * w + gx * p, p,
+                            std::copy_n(src + ((img * c + ch) * h + gy * p + ky) * w + gx * p, p,
                                         out + (ch * p + ky) * p);
                 }
+            }
+        });
         return y;
     }
 
@@ -183,49 +224,19 @@ public:
     // ---- convolutional ops (ModifiedResNet), images NCHW ---------------------------------------
     /// 2-d convolution with zero padding: x (N, C, H, W), w (O, C, kh, kw) as PyTorch stores
     /// nn.Conv2d, b (O) or empty → (N, O, Ho, Wo), Ho = (H + 2·pad − kh) / stride + 1.
-    /// A 1×1 stride-1 convolution is a GEMM on the image itself; any other is im2col + GEMM, over
-    /// bands of output rows so the column buffer stays ≤ ~16 MiB even for RN50x64 at 448 px.
+    /// A 1×1 stride-1 convolution is a product with the images themselves (all of the batch in
+    /// one parallel step); any other is im2col + product, over bands of output rows so the column
+    /// buffer stays ≤ ~16 MiB even for RN50x64 at 448 px.
     tensor conv2d(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
-        const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
-        const int64_t o = w.dim(0), kh = w.dim(2), kw = w.dim(3);
-        ZEROCLIP_ASSERT(w.dim(1) == c && stride >= 1 && pad >= 0);
-        const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (wd + 2 * pad - kw) / stride + 1;
-        ZEROCLIP_ASSERT(ho > 0 && wo > 0);
-        const int64_t k = c * kh * kw, plane = ho * wo;
-        tensor y({n, o, ho, wo});
-        const const_map weights(w.data(), o, k);
-        if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
-            for (int64_t img = 0; img < n; ++img)
-                map(y.data() + img * o * plane, o, plane).noalias() =
-                    weights * as_matrix_at(x.data() + img * c * plane, c, plane);
-        } else {
-            constexpr int64_t max_buffer = int64_t{1} << 22;  // floats
-            const int64_t band = std::clamp<int64_t>(max_buffer / (k * wo), 1, ho);
-            std::vector<float> cols(static_cast<size_t>(k * band * wo));
-            for (int64_t img = 0; img < n; ++img)
-                for (int64_t r0 = 0; r0 < ho; r0 += band) {
-                    const int64_t r1 = std::min(ho, r0 + band), width = (r1 - r0) * wo;
-                    im2col_band(x.data() + img * c * h * wd, c, h, wd, kh, kw, stride, pad, r0, r1, wo, cols.data());
-                    Eigen::Map<matrix, 0, Eigen::OuterStride<>> out(y.data() + img * o * plane + r0 * wo, o, width,
-                                                                    Eigen::OuterStride<>(plane));
-                    out.noalias() = weights * const_map(cols.data(), k, width);
-                }
-        }
-        if (!b.empty()) {
-#pragma omp parallel for collapse(2) schedule(static)
-            for (int64_t img = 0; img < n; ++img)
-                for (int64_t ch = 0; ch < o; ++ch)
-                    Eigen::Map<Eigen::ArrayXf>(y.data() + (img * o + ch) * plane, plane) += b.data()[ch];
-        }
-        return y;
+        return conv(x, w, b, stride, pad, nullptr, detail::cpu::act::none);
     }
 
     /// In place: x = max(x, 0) (NaN stays NaN, as torch.relu).
     void relu_(tensor& x) const {
         float* p = x.data();
-        const int64_t n = x.numel();
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i) p[i] = p[i] < 0.0f ? 0.0f : p[i];
+        detail::cpu::parallel_for(x.numel(), elementwise_grain, [&](int64_t i0, int64_t i1) {
+            detail::cpu::activate(p + i0, i1 - i0, detail::cpu::act::relu);
+        });
     }
 
     /// nn.AvgPool2d(k): mean of non-overlapping k×k windows (kernel = stride = k, no padding,
@@ -234,18 +245,21 @@ public:
         const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), ho = h / k, wo = w / k;
         tensor y({x.dim(0), x.dim(1), ho, wo});
         const float inv = 1.0f / static_cast<float>(k * k);
-#pragma omp parallel for schedule(static)
-        for (int64_t pl = 0; pl < planes; ++pl) {
-            const float* in = x.data() + pl * h * w;
-            float* out = y.data() + pl * ho * wo;
-            for (int64_t oy = 0; oy < ho; ++oy)
-                for (int64_t ox = 0; ox < wo; ++ox) {
-                    float sum = 0;
-                    for (int64_t ky = 0; ky < k; ++ky)
-                        for (int64_t kx = 0; kx < k; ++kx) sum += in[(oy * k + ky) * w + ox * k + kx];
-                    out[oy * wo + ox] = sum * inv;
-                }
-        }
+        const float* src = x.data();
+        float* dst = y.data();
+        detail::cpu::parallel_for(planes, std::max<int64_t>(1, elementwise_grain / (h * w)), [&](int64_t p0, int64_t p1) {
+            for (int64_t pl = p0; pl < p1; ++pl) {
+                const float* in = src + pl * h * w;
+                float* out = dst + pl * ho * wo;
+                for (int64_t oy = 0; oy < ho; ++oy)
+                    for (int64_t ox = 0; ox < wo; ++ox) {
+                        float sum = 0;
+                        for (int64_t ky = 0; ky < k; ++ky)
+                            for (int64_t kx = 0; kx < k; ++kx) sum += in[(oy * k + ky) * w + ox * k + kx];
+                        out[oy * wo + ox] = sum * inv;
+                    }
+            }
+        });
         return y;
     }
 
@@ -254,88 +268,122 @@ public:
     tensor spatial_tokens(const tensor& x) const {
         const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), t = 1 + hw;
         tensor y({n * t, c});
-#pragma omp parallel for schedule(static)
-        for (int64_t img = 0; img < n; ++img) {
-            const float* in = x.data() + img * c * hw;
-            float* out = y.data() + img * t * c;
-            for (int64_t ch = 0; ch < c; ++ch) {
-                double sum = 0;  // a double sum: the mean of up to 49·4 values without order effects
-                for (int64_t i = 0; i < hw; ++i) sum += in[ch * hw + i];
-                out[ch] = static_cast<float>(sum / static_cast<double>(hw));
+        const float* src = x.data();
+        float* dst = y.data();
+        detail::cpu::parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
+            for (int64_t img = i0; img < i1; ++img) {
+                const float* in = src + img * c * hw;
+                float* out = dst + img * t * c;
+                for (int64_t ch = 0; ch < c; ++ch) {
+                    double sum = 0;  // a double sum: the mean of up to 49·4 values without order effects
+                    for (int64_t i = 0; i < hw; ++i) sum += in[ch * hw + i];
+                    out[ch] = static_cast<float>(sum / static_cast<double>(hw));
+                }
+                map(out + c, hw, c) = as_matrix_at(in, c, hw).transpose();
             }
-            map(out + c, hw, c) = as_matrix_at(in, c, hw).transpose();
-        }
+        });
         return y;
     }
 
 private:
+    /// Below this many elements an element-wise op stays on the calling thread (waking a second
+    /// thread costs more than the work).
+    static constexpr int64_t elementwise_grain = 1 << 15;
+    static int64_t row_grain(int64_t width) { return std::max<int64_t>(1, elementwise_grain / std::max<int64_t>(width, 1)); }
+
     static int64_t rows(const tensor& x) { return x.numel() / x.shape().back(); }
 
     static const_map as_matrix(const tensor& x, int64_t r, int64_t c) { return const_map(x.data(), r, c); }
     static const_map as_matrix_at(const float* p, int64_t r, int64_t c) { return const_map(p, r, c); }
+
+    /// conv2d with the epilogue act(conv + bias [+ residual]).
+    tensor conv(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad,
+                const tensor* residual, detail::cpu::act act) const {
+        const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+        const int64_t o = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+        ZEROCLIP_ASSERT(w.dim(1) == c && stride >= 1 && pad >= 0);
+        const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (wd + 2 * pad - kw) / stride + 1;
+        ZEROCLIP_ASSERT(ho > 0 && wo > 0);
+        const int64_t k = c * kh * kw, plane = ho * wo;
+        tensor y({n, o, ho, wo});
+        ZEROCLIP_ASSERT(!residual || residual->numel() == y.numel());
+        detail::cpu::epilogue ep;
+        ep.bias = b.empty() ? nullptr : b.data();
+        ep.residual = residual ? residual->data() : nullptr;
+        ep.activation = act;
+        if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
+            detail::cpu::gemm_nn(o, plane, c, w.data(), c, x.data(), plane, y.data(), plane, ep, n, c * plane,
+                                 o * plane);
+        } else {
+            constexpr int64_t max_buffer = int64_t{1} << 22;  // floats
+            const int64_t band = std::clamp<int64_t>(max_buffer / (k * wo), 1, ho);
+            // Slot 2: the products below use slots 0 and 1 of every thread, this one included.
+            float* cols = detail::cpu::scratch(static_cast<size_t>(k * band * wo), 2);
+            for (int64_t img = 0; img < n; ++img)
+                for (int64_t r0 = 0; r0 < ho; r0 += band) {
+                    const int64_t r1 = std::min(ho, r0 + band), width = (r1 - r0) * wo;
+                    im2col_band(x.data() + img * c * h * wd, c, h, wd, kh, kw, stride, pad, r0, r1, wo, cols);
+                    detail::cpu::epilogue e = ep;
+                    if (e.residual) e.residual += img * o * plane + r0 * wo;
+                    detail::cpu::gemm_nn(o, width, k, w.data(), k, cols, width, y.data() + img * o * plane + r0 * wo,
+                                         plane, e);
+                }
+        }
+        return y;
+    }
 
     /// Columns for output rows [r0, r1) of one image (C, H, W): row (ch, ky, kx) of `cols`
     /// ((C·kh·kw, (r1−r0)·wo), row-major) holds the input pixel each output position sees there.
     static void im2col_band(const float* img, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                             int64_t stride, int64_t pad, int64_t r0, int64_t r1, int64_t wo, float* cols) {
         const int64_t k = c * kh * kw, band = r1 - r0;
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t row = 0; row < k; ++row)
-            for (int64_t oy = r0; oy < r1; ++oy) {
-                const int64_t ch = row / (kh * kw), ky = row / kw % kh, kx = row % kw;
-                const int64_t iy = oy * stride - pad + ky;
-                float* dst = cols + row * band * wo + (oy - r0) * wo;
-                if (iy < 0 || iy >= h) {
-                    std::fill_n(dst, wo, 0.0f);
-                    continue;
-                }
-                const float* src = img + (ch * h + iy) * w;
-                if (stride == 1) {  // contiguous: zeros, a copy, zeros
-                    const int64_t lo = std::clamp<int64_t>(pad - kx, 0, wo);
-                    const int64_t hi = std::clamp<int64_t>(w + pad - kx, lo, wo);
-                    std::fill(dst, dst + lo, 0.0f);
-                    std::copy(src + lo - pad + kx, src + hi - pad + kx, dst + lo);
-                    std::fill(dst + hi, dst + wo, 0.0f);
-                } else {
-                    for (int64_t ox = 0; ox < wo; ++ox) {
-                        const int64_t ix = ox * stride - pad + kx;
-                        dst[ox] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+        detail::cpu::parallel_for(k, std::max<int64_t>(1, elementwise_grain / (band * wo)), [&](int64_t k0, int64_t k1) {
+            for (int64_t row = k0; row < k1; ++row)
+                for (int64_t oy = r0; oy < r1; ++oy) {
+                    const int64_t ch = row / (kh * kw), ky = row / kw % kh, kx = row % kw;
+                    const int64_t iy = oy * stride - pad + ky;
+                    float* dst = cols + row * band * wo + (oy - r0) * wo;
+                    if (iy < 0 || iy >= h) {
+                        std::fill_n(dst, wo, 0.0f);
+                        continue;
+                    }
+                    const float* src = img + (ch * h + iy) * w;
+                    if (stride == 1) {  // contiguous: zeros, a copy, zeros
+                        const int64_t lo = std::clamp<int64_t>(pad - kx, 0, wo);
+                        const int64_t hi = std::clamp<int64_t>(w + pad - kx, lo, wo);
+                        std::fill(dst, dst + lo, 0.0f);
+                        std::copy(src + lo - pad + kx, src + hi - pad + kx, dst + lo);
+                        std::fill(dst + hi, dst + wo, 0.0f);
+                    } else {
+                        for (int64_t ox = 0; ox < wo; ++ox) {
+                            const int64_t ix = ox * stride - pad + kx;
+                            dst[ox] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+                        }
                     }
                 }
-            }
+        });
     }
 
-    static void softmax_inplace(float* out, const float* in, int64_t n) {
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < n; ++i) mx = std::max(mx, in[i]);
-        float sum = 0;
-        for (int64_t i = 0; i < n; ++i) sum += out[i] = std::exp(in[i] - mx);
-        const float inv = 1.0f / sum;
-        for (int64_t i = 0; i < n; ++i) out[i] *= inv;
-    }
-
+    /// Per (sample, head), on one thread each: scores = q·kᵀ (a product on the strided rows of q
+    /// and k, no copies), softmax of scores/√d with the causal mask, out = scores·v written into
+    /// the head's columns of the output.
     tensor attention_core(const float* q, const float* k, const float* v, int64_t q_stride, int64_t kv_stride,
                           int64_t batch, int64_t tq, int64_t tk, int64_t w, int64_t heads, bool causal) const {
         const int64_t d = w / heads;
         const float scale = 1.0f / std::sqrt(static_cast<float>(d));
         tensor out({batch * tq, w});
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t b = 0; b < batch; ++b)
-            for (int64_t h = 0; h < heads; ++h) {
-                strided_map qm(q + b * tq * q_stride + h * d, tq, d, Eigen::OuterStride<>(q_stride));
-                strided_map km(k + b * tk * kv_stride + h * d, tk, d, Eigen::OuterStride<>(kv_stride));
-                strided_map vm(v + b * tk * kv_stride + h * d, tk, d, Eigen::OuterStride<>(kv_stride));
-                matrix scores = (qm * scale) * km.transpose();  // (tq, tk)
-                for (int64_t i = 0; i < tq; ++i) {
-                    const int64_t visible = causal ? std::min(i + 1, tk) : tk;
-                    float* row = scores.data() + i * tk;
-                    softmax_inplace(row, row, visible);
-                    std::fill(row + visible, row + tk, 0.0f);
-                }
-                Eigen::Map<matrix, 0, Eigen::OuterStride<>> om(out.data() + b * tq * w + h * d, tq, d,
-                                                               Eigen::OuterStride<>(w));
-                om.noalias() = scores * vm;
-            }
+        float* o = out.data();
+        detail::cpu::parallel_tasks(batch * heads, [&](int64_t task) {
+            const int64_t b = task / heads, h = task % heads;
+            float* scores = detail::cpu::scratch(static_cast<size_t>(tq * tk), 3);
+            const float* qb = q + b * tq * q_stride + h * d;
+            const float* kb = k + b * tk * kv_stride + h * d;
+            const float* vb = v + b * tk * kv_stride + h * d;
+            detail::cpu::gemm_nt(tq, tk, d, qb, q_stride, kb, kv_stride, scores, tk, {}, 1);
+            for (int64_t i = 0; i < tq; ++i)
+                detail::cpu::softmax_row(scores + i * tk, causal ? std::min(i + 1, tk) : tk, tk, scale);
+            detail::cpu::gemm_nn(tq, d, tk, scores, tk, vb, kv_stride, o + b * tq * w + h * d, w, {}, 1, 0, 0, 1);
+        });
         return out;
     }
 };

@@ -144,16 +144,19 @@ inline void pil_horizontal_u8_sse2(const std::uint8_t* src, std::ptrdiff_t src_s
     for (int i = 0; i < out_count; ++i) col1 = std::max(col1, ax.end_of(out_first + i));
     const std::size_t span = static_cast<std::size_t>(col1 - col0) + static_cast<std::size_t>(ax.kpad);
     std::vector<std::int16_t> planes(span * C, 0);  // zero tail: padded taps read zeros
-    const auto hsum = [](__m128i v) {
-        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)));
-        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
-        return static_cast<std::int64_t>(_mm_cvtsi128_si32(v));
+    const auto hsum = [](__m128i v) {  // in 64 bits: the four lanes together may pass 2^31
+        alignas(16) std::int32_t lane[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(lane), v);
+        return static_cast<std::int64_t>(lane[0]) + lane[1] + lane[2] + lane[3];
     };
+    const int width = col1 - col0;
     for (int y = 0; y < rows; ++y) {
         const std::uint8_t* in = src + y * src_stride + static_cast<std::ptrdiff_t>(col0) * C;
-        for (int x = 0; x < col1 - col0; ++x)
-            for (int c = 0; c < C; ++c)
-                planes[static_cast<std::size_t>(c) * span + static_cast<std::size_t>(x)] = in[x * C + c];
+        for (int c = 0; c < C; ++c) {  // one plane at a time: tight strided loops
+            std::int16_t* plane = planes.data() + static_cast<std::size_t>(c) * span;
+            const std::uint8_t* q = in + c;
+            for (int x = 0; x < width; ++x) plane[x] = q[x * C];
+        }
         std::uint8_t* out = dst + static_cast<std::ptrdiff_t>(y) * out_count * C;
         for (int i = 0; i < out_count; ++i) {
             const int xx = out_first + i;
@@ -161,20 +164,15 @@ inline void pil_horizontal_u8_sse2(const std::uint8_t* src, std::ptrdiff_t src_s
             const int n = ax.count_of(xx);
             const std::int16_t* klo = ax.lo.data() + ax.entry(xx) * static_cast<std::size_t>(ax.kpad);
             const std::int16_t* khi = ax.hi.data() + ax.entry(xx) * static_cast<std::size_t>(ax.kpad);
-            __m128i acc_lo[C], acc_hi[C];
-            for (int c = 0; c < C; ++c) acc_lo[c] = acc_hi[c] = _mm_setzero_si128();
-            for (int t = 0; t < n; t += 8) {
-                const __m128i wl = _mm_loadu_si128(reinterpret_cast<const __m128i*>(klo + t));
-                const __m128i wh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(khi + t));
-                for (int c = 0; c < C; ++c) {
-                    const __m128i px = _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                        planes.data() + static_cast<std::size_t>(c) * span + off + static_cast<std::size_t>(t)));
-                    acc_lo[c] = _mm_add_epi32(acc_lo[c], _mm_madd_epi16(px, wl));
-                    acc_hi[c] = _mm_add_epi32(acc_hi[c], _mm_madd_epi16(px, wh));
+            for (int c = 0; c < C; ++c) {  // per channel, so both sums stay in registers
+                const std::int16_t* px = planes.data() + static_cast<std::size_t>(c) * span + off;
+                __m128i acc_lo = _mm_setzero_si128(), acc_hi = _mm_setzero_si128();
+                for (int t = 0; t < n; t += 8) {
+                    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(px + t));
+                    acc_lo = _mm_add_epi32(acc_lo, _mm_madd_epi16(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(klo + t))));
+                    acc_hi = _mm_add_epi32(acc_hi, _mm_madd_epi16(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(khi + t))));
                 }
-            }
-            for (int c = 0; c < C; ++c) {
-                const std::int64_t sum = hsum(acc_hi[c]) * 32768 + hsum(acc_lo[c]) + (1 << (pil_precision_bits - 1));
+                const std::int64_t sum = hsum(acc_hi) * 32768 + hsum(acc_lo) + (1 << (pil_precision_bits - 1));
                 const std::int64_t v = sum >> pil_precision_bits;
                 out[i * C + c] = static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
             }
@@ -183,21 +181,13 @@ inline void pil_horizontal_u8_sse2(const std::uint8_t* src, std::ptrdiff_t src_s
 }
 #endif
 
-/// Horizontal 8-bit pass (ImagingResampleHorizontal_8bpc) for output columns
-/// [out_first, out_first + out_count) of `rows` rows. `src` rows are `src_stride` bytes apart;
-/// `dst` is packed (out_count * C bytes per row).
+/// Horizontal 8-bit pass (ImagingResampleHorizontal_8bpc), Pillow's loop as written, for output
+/// columns [out_first, out_first + out_count) of `rows` rows. `src` rows are `src_stride` bytes
+/// apart; `dst` is packed (out_count * C bytes per row).
 template <int C>
-inline void pil_horizontal_u8(const std::uint8_t* src, std::ptrdiff_t src_stride, int rows,
-                              const resample_axis& ax, int out_first, int out_count,
-                              std::uint8_t* dst) {
-#ifdef ZEROCLIP_RESAMPLE_SSE2
-    // Each 32-bit lane sums kpad / 4 products of at most 255 * 32767: exact below 1028 taps
-    // (downscales by less than ~250x); beyond, the scalar loop.
-    if (out_count > 0 && ax.kpad <= 1024) {
-        pil_horizontal_u8_sse2<C>(src, src_stride, rows, ax, out_first, out_count, dst);
-        return;
-    }
-#endif
+inline void pil_horizontal_u8_scalar(const std::uint8_t* src, std::ptrdiff_t src_stride, int rows,
+                                     const resample_axis& ax, int out_first, int out_count,
+                                     std::uint8_t* dst) {
     const std::ptrdiff_t ksize = ax.ksize;
     for (int y = 0; y < rows; ++y) {
         const std::uint8_t* in = src + y * src_stride;
@@ -208,13 +198,30 @@ inline void pil_horizontal_u8(const std::uint8_t* src, std::ptrdiff_t src_stride
             const int n = ax.count_of(xx);
             const std::int32_t* k = ax.fixed.data() + static_cast<std::ptrdiff_t>(ax.entry(xx)) * ksize;
             const std::uint8_t* p = in + static_cast<std::ptrdiff_t>(xmin) * C;
-            std::int32_t acc[C];
+            std::int32_t acc[static_cast<std::size_t>(C)];
             for (int c = 0; c < C; ++c) acc[c] = 1 << (pil_precision_bits - 1);
             for (int x = 0; x < n; ++x)
                 for (int c = 0; c < C; ++c) acc[c] += static_cast<std::int32_t>(p[x * C + c]) * k[x];
             for (int c = 0; c < C; ++c) out[i * C + c] = pil_clip8(acc[c]);
         }
     }
+}
+
+/// The horizontal 8-bit pass: SSE2 where available and exact (see above), else Pillow's loop.
+template <int C>
+inline void pil_horizontal_u8(const std::uint8_t* src, std::ptrdiff_t src_stride, int rows,
+                              const resample_axis& ax, int out_first, int out_count,
+                              std::uint8_t* dst) {
+#ifdef ZEROCLIP_RESAMPLE_SSE2
+    // Each 32-bit lane sums kpad / 4 products of at most 255 * 32767 (negative weights have a
+    // large low half): at most 2^30 up to 512 taps, i.e. downscales by less than ~127x; beyond
+    // that, the scalar loop. (The lanes are added in 64 bits.)
+    if (out_count > 0 && ax.kpad <= 512) {
+        pil_horizontal_u8_sse2<C>(src, src_stride, rows, ax, out_first, out_count, dst);
+        return;
+    }
+#endif
+    pil_horizontal_u8_scalar<C>(src, src_stride, rows, ax, out_first, out_count, dst);
 }
 
 /// Vertical 8-bit pass (ImagingResampleVertical_8bpc) for output rows

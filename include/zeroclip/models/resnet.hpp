@@ -48,18 +48,10 @@ struct bottleneck {
 
     /// x (N, inplanes, H, W) → (N, 4·planes, H/stride, W/stride).
     tensor forward(const Backend& be, const tensor& x) const {
-        tensor out = conv1.forward(be, x);
-        be.relu_(out);
-        out = conv2.forward(be, out);
-        be.relu_(out);
+        tensor out = conv2.forward_relu(be, conv1.forward_relu(be, x));
         if (stride > 1) out = be.avg_pool2d(out, stride);
-        out = conv3.forward(be, out);
-        if (downsample)
-            be.add_(out, downsample->forward(be, stride > 1 ? be.avg_pool2d(x, stride) : x));
-        else
-            be.add_(out, x);
-        be.relu_(out);
-        return out;
+        if (!downsample) return conv3.forward_add_relu(be, out, x);
+        return conv3.forward_add_relu(be, out, downsample->forward(be, stride > 1 ? be.avg_pool2d(x, stride) : x));
     }
 };
 
@@ -109,12 +101,9 @@ struct modified_resnet {
 
     /// pixels (N, 3, S, S) → (N, width, S/4, S/4): three conv-bn-relu, then avgpool(2).
     tensor stem(const Backend& be, const tensor& pixels) const {
-        tensor x = conv1.forward(be, pixels);
-        be.relu_(x);
-        x = conv2.forward(be, x);
-        be.relu_(x);
-        x = conv3.forward(be, x);
-        be.relu_(x);
+        tensor x = conv1.forward_relu(be, pixels);
+        x = conv2.forward_relu(be, x);
+        x = conv3.forward_relu(be, x);
         return be.avg_pool2d(x, 2);
     }
 

@@ -22,8 +22,19 @@ struct self_attention {
 
     /// x: (batch·tokens, width) → (batch·tokens, width).
     tensor forward(const Backend& be, const tensor& x, int64_t batch, bool causal) const {
+        return out_proj.forward(be, heads_output(be, x, batch, causal));
+    }
+
+    /// In place: y += forward(x) (the residual connection of the block).
+    void forward_add_(const Backend& be, tensor& y, const tensor& x, int64_t batch, bool causal) const {
+        out_proj.forward_add_(be, y, heads_output(be, x, batch, causal));
+    }
+
+private:
+    /// The heads' outputs side by side, before out_proj.
+    tensor heads_output(const Backend& be, const tensor& x, int64_t batch, bool causal) const {
         tensor qkv = be.linear(x, in_proj_weight, in_proj_bias);  // (batch·tokens, 3·width)
-        return out_proj.forward(be, be.self_attention(qkv, batch, heads, causal));
+        return be.self_attention(qkv, batch, heads, causal);
     }
 };
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "../backend/backend.hpp"
 #include "../io/weights.hpp"
 
 namespace zeroclip::nn {
@@ -42,6 +43,29 @@ struct conv2d {
 
     /// x (N, in, H, W) → (N, out, H', W').
     tensor forward(const Backend& be, const tensor& x) const { return be.conv2d(x, weight, bias, stride, pad); }
+
+    /// relu(forward(x)), in one step where the backend has conv2d_relu.
+    tensor forward_relu(const Backend& be, const tensor& x) const {
+        if constexpr (has_conv2d_relu_v<Backend>) {
+            return be.conv2d_relu(x, weight, bias, stride, pad);
+        } else {
+            tensor y = forward(be, x);
+            be.relu_(y);
+            return y;
+        }
+    }
+
+    /// relu(forward(x) + residual), in one step where the backend has conv2d_add_relu.
+    tensor forward_add_relu(const Backend& be, const tensor& x, const tensor& residual) const {
+        if constexpr (has_conv2d_add_relu_v<Backend>) {
+            return be.conv2d_add_relu(x, weight, bias, stride, pad, residual);
+        } else {
+            tensor y = forward(be, x);
+            be.add_(y, residual);
+            be.relu_(y);
+            return y;
+        }
+    }
 };
 
 }  // namespace zeroclip::nn

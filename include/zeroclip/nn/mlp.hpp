@@ -17,9 +17,12 @@ struct mlp {
                 linear<Backend>::load(ws.scope("c_proj"), be, width, hidden), act};
     }
     tensor forward(const Backend& be, const tensor& x) const {
-        tensor h = c_fc.forward(be, x);
-        be.activate_(h, act);
-        return c_proj.forward(be, h);
+        return c_proj.forward(be, c_fc.forward_activate(be, x, act));
+    }
+
+    /// In place: y += forward(x) (the residual connection of the block).
+    void forward_add_(const Backend& be, tensor& y, const tensor& x) const {
+        c_proj.forward_add_(be, y, c_fc.forward_activate(be, x, act));
     }
 };
 

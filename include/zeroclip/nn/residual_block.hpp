@@ -24,10 +24,11 @@ struct residual_block {
                 nn::mlp<Backend>::load(ws.scope("mlp"), be, width, mlp_width, act)};
     }
 
-    /// x: (batch·tokens, width), updated in place.
+    /// x: (batch·tokens, width), updated in place (each residual sum fused into the product
+    /// before it where the backend can).
     void forward(const Backend& be, tensor& x, int64_t batch, bool causal) const {
-        be.add_(x, attn.forward(be, ln_1.forward(be, x), batch, causal));
-        be.add_(x, mlp.forward(be, ln_2.forward(be, x)));
+        attn.forward_add_(be, x, ln_1.forward(be, x), batch, causal);
+        mlp.forward_add_(be, x, ln_2.forward(be, x));
     }
 };
 

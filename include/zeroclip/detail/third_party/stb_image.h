@@ -1645,6 +1645,7 @@ static void zc_stbi__skip(zc_stbi__context *s, int n)
 #else
 static int zc_stbi__getn(zc_stbi__context *s, zc_stbi_uc *buffer, int n)
 {
+   if (n == 0) return 1; // zeroclip patch: an empty IDAT passed a null buffer to memcpy
    if (s->io.read) {
       int blen = (int) (s->img_buffer_end - s->img_buffer);
       if (blen < n) {
@@ -3102,6 +3103,8 @@ static int zc_stbi__process_marker(zc_stbi__jpeg *z, int m)
                sizes[i] = zc_stbi__get8(z->s);
                n += sizes[i];
             }
+            // zeroclip patch: a table has at most 256 symbols; more overflowed size[] and values[]
+            if (n > 256) return zc_stbi__err("bad DHT header","Corrupt JPEG");
             L -= 17;
             if (tc == 0) {
                if (!zc_stbi__build_huffman(z->huff_dc+th, sizes)) return 0;
@@ -7484,7 +7487,8 @@ static int      zc_stbi__pnm_getinteger(zc_stbi__context *s, char *c)
    int value = 0;
 
    while (!zc_stbi__at_eof(s) && zc_stbi__pnm_isdigit(*c)) {
-      value = value*10 + (*c - '0');
+      // zeroclip patch: saturate instead of overflowing int (the size checks then refuse it)
+      value = value > 214748363 ? 2147483647 : value*10 + (*c - '0');
       *c = (char) zc_stbi__get8(s);
    }
 

@@ -1,0 +1,392 @@
+//! The CPU backend's matrix products: one AVX2+FMA kernel (an outer product of 6 or 5 rows by 16
+//! columns, 10-12 accumulators, the classic BLIS shape), multi-threaded by tasks
+//! (cpu_parallel.hpp), with the step after the product fused in (bias, activation, residual).
+//! Without AVX2+FMA the products are Eigen's.
+//!
+//!   gemm_nt  C = A·Bᵀ   A (M, K), B (N, K), rows contiguous in K: nn.Linear with the weight as
+//!                       PyTorch stores it (so weights are used as loaded, or memory-mapped).
+//!   gemm_nn  C = A·B    A (M, K), B (K, N) row-major, for a batch of B and C with A shared:
+//!                       convolutions (weights (O, C·kh·kw) times an image or its im2col), NCHW.
+//!
+//! Blocking: K in blocks of ≤ 256 (a packed 16-column panel of B is 16 KiB, it stays in L1 while
+//! the tiles of A stream past it), A packed once per call into tiles of 6 (or 5) rows, shared by
+//! all threads; B packed by each task for its own columns (a 64-column chunk, 64 KiB, in L2).
+//! A task owns its block of C for all of K, so the epilogue runs once, on a block still in cache:
+//!   C = act((accumulate ? C : 0) + A·op(B) + bias + residual)
+//! with the bias per column for gemm_nt (a linear's outputs) and per row for gemm_nn (a conv's
+//! output channels).
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu_parallel.hpp"
+#include "cpu_vec.hpp"
+
+namespace zeroclip::detail::cpu {
+
+struct epilogue {
+    const float* bias = nullptr;
+    const float* residual = nullptr;  // added before the activation; laid out like C
+    act activation = act::none;
+    bool accumulate = false;
+};
+
+namespace gemm_detail {
+
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using const_strided = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+using strided = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
+
+/// Residual, bias and activation over a finished block of C (rows r0..r1, columns c0..c1);
+/// `residual` is the residual of this C (batch item), laid out like it.
+inline void finish_block(float* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                         const epilogue& ep, bool bias_per_row, const float* residual = nullptr) {
+    if (!ep.bias && !residual && ep.activation == act::none) return;
+    for (int64_t r = r0; r < r1; ++r) {
+        float* row = c + r * ldc + c0;
+        if (residual) add(row, residual + r * ldc + c0, c1 - c0);
+        if (bias_per_row) bias_activate(row, c1 - c0, ep.bias ? ep.bias[r] : 0.0f, ep.activation);
+        else bias_activate(row, c1 - c0, ep.bias ? ep.bias + c0 : nullptr, ep.activation);
+    }
+}
+
+/// A product over K = 0: C = act([C +] bias).
+inline void empty_product(int64_t M, int64_t N, float* C, int64_t ldc, const epilogue& ep, bool bias_per_row) {
+    if (!ep.accumulate)
+        for (int64_t r = 0; r < M; ++r) std::fill_n(C + r * ldc, N, 0.0f);
+    finish_block(C, ldc, 0, M, 0, N, ep, bias_per_row, ep.residual);
+}
+
+#ifdef ZEROCLIP_CPU_AVX2
+
+#ifndef ZC_KC
+#define ZC_KC 256
+#endif
+#ifndef ZC_NC
+#define ZC_NC 64
+#endif
+#ifndef ZC_GROUP
+#define ZC_GROUP 24
+#endif
+constexpr int64_t kc_max = ZC_KC;  // K block: a packed panel of B is kc·16 floats (16 KiB)
+constexpr int64_t nc = ZC_NC;       // columns of C per task (4 panels)
+constexpr int64_t mr_stride = 6; // floats per k in a packed tile of A
+
+/// How the rows of A are cut into tiles: 6 rows each, with 5-row tiles (first) taking up the
+/// remainder — every M ≥ 20 is a sum of 6s and 5s — so no tile computes rows that do not exist.
+struct tile_plan {
+    int64_t m = 0, fives = 0, tiles = 0;
+    explicit tile_plan(int64_t rows) : m(rows) {
+        if (m >= 20) {
+            fives = (6 - m % 6) % 6;  // 5·fives ≡ m (mod 6)
+            tiles = fives + (m - 5 * fives) / 6;
+        } else {
+            tiles = (m + 5) / 6;
+        }
+    }
+    int64_t size() const { return tiles; }
+    int64_t row0(int64_t t) const { return t < fives ? 5 * t : 5 * fives + 6 * (t - fives); }
+    int rows(int64_t t) const { return t < fives ? 5 : static_cast<int>(std::min<int64_t>(6, m - row0(t))); }
+};
+
+/// C[MR×16] (=|+=) Ap·Bp: Ap a packed tile [kc][6] (MR rows used), Bp a packed panel [kc][16];
+/// only the first `cols` columns of C are written.
+template <int MR>
+inline void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t cols, bool overwrite) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(bp + 16 * k), b1 = _mm256_load_ps(bp + 16 * k + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 a = _mm256_broadcast_ss(ap + mr_stride * k + i);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    if (cols == 16) {
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            float* out = c + i * ldc;
+            if (overwrite) {
+                _mm256_storeu_ps(out, acc[i][0]);
+                _mm256_storeu_ps(out + 8, acc[i][1]);
+            } else {
+                _mm256_storeu_ps(out, _mm256_add_ps(acc[i][0], _mm256_loadu_ps(out)));
+                _mm256_storeu_ps(out + 8, _mm256_add_ps(acc[i][1], _mm256_loadu_ps(out + 8)));
+            }
+        }
+    } else {
+        alignas(32) float tmp[MR][16];
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            _mm256_store_ps(tmp[i], acc[i][0]);
+            _mm256_store_ps(tmp[i] + 8, acc[i][1]);
+        }
+        for (int i = 0; i < MR; ++i) {
+            float* out = c + i * ldc;
+            for (int64_t j = 0; j < cols; ++j) out[j] = (overwrite ? 0.0f : out[j]) + tmp[i][j];
+        }
+    }
+}
+
+inline void run_kernel(int mr, int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t cols,
+                       bool overwrite) {
+    switch (mr) {
+        case 6: kernel<6>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        case 5: kernel<5>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        case 4: kernel<4>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        case 3: kernel<3>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        case 2: kernel<2>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        default: kernel<1>(kc, ap, bp, c, ldc, cols, overwrite); break;
+    }
+}
+
+/// 8×8 transpose of r[0..8) in place.
+inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/// Rows [r0, r0 + mr) of A (row-major, lda), columns [p, p + kc) → a tile [kc][6]
+/// (out[6k + i] = A[r0 + i][p + k]).
+inline void pack_a_tile(const float* A, int64_t lda, int64_t r0, int mr, int64_t p, int64_t kc, float* out) {
+    const float* src = A + r0 * lda + p;
+    int64_t k = 0;
+    if (mr == 6 || mr == 5) {
+        for (; k + 8 <= kc; k += 8) {
+            __m256 r[8];
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; ++i) r[i] = i < mr ? _mm256_loadu_ps(src + i * lda + k) : _mm256_setzero_ps();
+            r[6] = r[7] = _mm256_setzero_ps();
+            transpose8(r);
+            // Each store writes 8 floats of which the last 2 spill into the next k's slots, which the
+            // next store overwrites (in order); the eighth writes only its 6, so that nothing
+            // spills into the next tile (packed by another thread at the same time).
+#pragma GCC unroll 7
+            for (int j = 0; j < 7; ++j) _mm256_storeu_ps(out + 6 * (k + j), r[j]);
+            _mm256_maskstore_ps(out + 6 * (k + 7), tail_mask(6), r[7]);
+        }
+    }
+    for (; k < kc; ++k)
+        for (int i = 0; i < 6; ++i) out[6 * k + i] = i < mr ? src[i * lda + k] : 0.0f;
+}
+
+/// Rows [n0, n0 + nb) of B (N, K) (ldb), columns [p, p + kc) → panels of 16 rows, each [kc][16]
+/// (panel[k][r] = B[n0 + 16·panel + r][p + k]), zero-padded past nb: the transpose, 8×8 at a time.
+inline void pack_bt(const float* B, int64_t ldb, int64_t kc, int64_t nb, float* out) {
+    for (int64_t j = 0; j < nb; j += 16) {
+        float* panel = out + j * kc;
+        for (int half = 0; half < 2; ++half) {
+            const int64_t r0 = j + 8 * half, rows = std::clamp<int64_t>(nb - r0, 0, 8);
+            if (rows == 8) {
+                int64_t k = 0;
+                for (; k + 8 <= kc; k += 8) {
+                    __m256 r[8];
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(B + (r0 + i) * ldb + k);
+                    transpose8(r);
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; ++i) _mm256_store_ps(panel + 16 * (k + i) + 8 * half, r[i]);
+                }
+                for (; k < kc; ++k)
+                    for (int i = 0; i < 8; ++i) panel[16 * k + 8 * half + i] = B[(r0 + i) * ldb + k];
+            } else {
+                for (int64_t k = 0; k < kc; ++k)
+                    for (int64_t i = 0; i < 8; ++i)
+                        panel[16 * k + 8 * half + i] = i < rows ? B[(r0 + i) * ldb + k] : 0.0f;
+            }
+        }
+    }
+}
+
+/// Columns [n0, n0 + nb) of B (K, N) row-major (ldb), rows [0, kc) → panels [kc][16], zero-padded.
+inline void pack_b(const float* B, int64_t ldb, int64_t kc, int64_t nb, float* out) {
+    for (int64_t j = 0; j < nb; j += 16) {
+        const int64_t w = std::min<int64_t>(16, nb - j);
+        float* panel = out + j * kc;
+        if (w == 16) {
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = B + k * ldb + j;
+                _mm256_store_ps(panel + 16 * k, _mm256_loadu_ps(src));
+                _mm256_store_ps(panel + 16 * k + 8, _mm256_loadu_ps(src + 8));
+            }
+        } else {
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = B + k * ldb + j;
+                int64_t c = 0;
+                for (; c < w; ++c) panel[16 * k + c] = src[c];
+                for (; c < 16; ++c) panel[16 * k + c] = 0.0f;
+            }
+        }
+    }
+}
+
+/// A, packed: for each K block (offset p·tiles·6 floats), each tile [kb][6].
+struct packed_a {
+    const tile_plan* plan;
+    const float* data;
+    int64_t K, kc;
+    const float* tile(int64_t p, int64_t kb, int64_t t) const { return data + p * plan->size() * mr_stride + t * mr_stride * kb; }
+};
+
+/// K in equal blocks of ≤ kc_max.
+inline int64_t k_block(int64_t K) {
+    const int64_t blocks = (K + kc_max - 1) / kc_max;
+    return (K + blocks - 1) / blocks;
+}
+
+/// C[tiles t0..t1 of A, columns n0..n1) for all of K: B's columns packed by this task (`pack(p,
+/// kb, out)` packs K rows [p, p + kb) of the task's columns), then bias and activation.
+template <class PackB>
+inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
+                       int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
+    const tile_plan& plan = *a.plan;
+    const int64_t nb = n1 - n0, panels = (nb + 15) / 16;
+    float* packed = scratch(static_cast<size_t>(panels * 16 * a.kc), 0);
+    // Tiles of A in groups of ≤ 24 (≤ 144 rows · kb: ≤ 144 KiB of L2) while a panel of B is in L1.
+    constexpr int64_t group = ZC_GROUP;
+    for (int64_t p = 0; p < a.K; p += a.kc) {
+        const int64_t kb = std::min(a.kc, a.K - p);
+        const bool overwrite = p == 0 && !ep.accumulate;
+        pack(p, kb, packed);
+        for (int64_t g0 = t0; g0 < t1; g0 += group) {
+            const int64_t g1 = std::min(t1, g0 + group);
+            for (int64_t jp = 0; jp < panels; ++jp) {
+                const float* bp = packed + jp * 16 * kb;
+                const int64_t j = n0 + 16 * jp, cols = std::min<int64_t>(16, n1 - j);
+                for (int64_t t = g0; t < g1; ++t)
+                    run_kernel(plan.rows(t), kb, a.tile(p, kb, t), bp, C + plan.row0(t) * ldc + j, ldc, cols,
+                               overwrite);
+            }
+        }
+    }
+    const int64_t r0 = plan.row0(t0), r1 = plan.row0(t1 - 1) + plan.rows(t1 - 1);
+    finish_block(C, ldc, r0, r1, n0, n1, ep, bias_per_row, residual);
+}
+
+/// The shared driver: A (M, K) row-major packed once (phase 1, tasks over tiles), then tasks of
+/// (batch item, tile range, column chunk) (phase 2). `pack_b_for(item, n0, nb, p, kb, out)`.
+template <class PackB>
+inline void gemm_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, float* C, int64_t ldc,
+                        int64_t c_stride, int64_t batch, const epilogue& ep, bool bias_per_row, PackB&& pack_b_for,
+                        int threads) {
+    const tile_plan plan(M);
+    const int64_t tiles = plan.size(), kc = k_block(K);
+    const int64_t kblocks = (K + kc - 1) / kc;
+    float* abuf = scratch(static_cast<size_t>(tiles * mr_stride * K + 8), 1);
+    const packed_a a{&plan, abuf, K, kc};
+    const int64_t chunks = (N + nc - 1) / nc;
+    // Split the rows too when there are too few column chunks to keep every thread busy.
+    const int team = std::max(1, threads > 0 ? std::min(threads, max_threads()) : max_threads());
+    int64_t row_parts = 1;
+    while (batch * chunks * row_parts < 4 * team && tiles / (row_parts * 2) >= 4) row_parts *= 2;
+    const int64_t per_item = chunks * row_parts;
+    auto phase1 = [&](int64_t t) {
+        const int64_t tile = t % tiles, b = t / tiles;
+        const int64_t p = b * kc, kb = std::min(kc, K - p);
+        pack_a_tile(A, lda, plan.row0(tile), plan.rows(tile), p, kb, const_cast<float*>(a.tile(p, kb, tile)));
+    };
+    auto phase2 = [&](int64_t t) {
+        const int64_t item = t / per_item, r = t % per_item, part = r / chunks, chunk = r % chunks;
+        const int64_t t0 = tiles * part / row_parts, t1 = tiles * (part + 1) / row_parts;
+        const int64_t n0 = chunk * nc, n1 = std::min(N, n0 + nc);
+        if (t0 >= t1) return;
+        block_task(
+            a, t0, t1, n0, n1, [&](int64_t p, int64_t kb, float* out) { pack_b_for(item, n0, n1 - n0, p, kb, out); },
+            C + item * c_stride, ldc, ep, bias_per_row, ep.residual ? ep.residual + item * c_stride : nullptr);
+    };
+    const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
+                         static_cast<double>(batch);
+    const int team_limit = flops < 4e5 ? 1 : threads;
+    // Packing A is a copy of M·K floats: worth a parallel step of its own only when large.
+    if (M * K < (int64_t{1} << 16)) {
+        for (int64_t t = 0; t < tiles * kblocks; ++t) phase1(t);
+    } else {
+        parallel_tasks(tiles * kblocks, phase1, team_limit);
+    }
+    parallel_tasks(batch * per_item, phase2, team_limit);
+}
+
+#endif  // ZEROCLIP_CPU_AVX2
+
+}  // namespace gemm_detail
+
+/// C (M, N) = act([C +] A·Bᵀ + bias): A (M, K) rows lda apart, B (N, K) rows ldb apart, bias (N)
+/// or null. `threads` caps the team (0: all).
+inline void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, const epilogue& ep = {}, int threads = 0) {
+    using namespace gemm_detail;
+    if (M <= 0 || N <= 0) return;
+#ifdef ZEROCLIP_CPU_AVX2
+    if (K <= 0) return empty_product(M, N, C, ldc, ep, false);
+    gemm_packed(M, N, K, A, lda, C, ldc, 0, 1, ep, /*bias_per_row=*/false,
+                [&](int64_t, int64_t n0, int64_t nb, int64_t p, int64_t kb, float* out) {
+                    pack_bt(B + n0 * ldb + p, ldb, kb, nb, out);
+                },
+                threads);
+#else
+    const_strided a(A, M, K, Eigen::OuterStride<>(lda));
+    const_strided b(B, N, K, Eigen::OuterStride<>(ldb));
+    strided out(C, M, N, Eigen::OuterStride<>(ldc));
+    if (ep.accumulate) out.noalias() += a * b.transpose();
+    else out.noalias() = a * b.transpose();
+    finish_block(C, ldc, 0, M, 0, N, ep, false, ep.residual);
+    (void)threads;
+#endif
+}
+
+/// C (M, N) = act([C +] A·B + bias) for `batch` independent B and C (A shared): A (M, K) rows lda
+/// apart, B (K, N) rows ldb apart (batch item i at B + i·b_stride, C + i·c_stride), bias (M) or null.
+inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, const epilogue& ep = {}, int64_t batch = 1, int64_t b_stride = 0,
+                    int64_t c_stride = 0, int threads = 0) {
+    using namespace gemm_detail;
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+#ifdef ZEROCLIP_CPU_AVX2
+    if (K <= 0) {
+        for (int64_t item = 0; item < batch; ++item) {
+            epilogue e = ep;
+            if (e.residual) e.residual += item * c_stride;
+            empty_product(M, N, C + item * c_stride, ldc, e, true);
+        }
+        return;
+    }
+    gemm_packed(M, N, K, A, lda, C, ldc, c_stride, batch, ep, /*bias_per_row=*/true,
+                [&](int64_t item, int64_t n0, int64_t nb, int64_t p, int64_t kb, float* out) {
+                    pack_b(B + item * b_stride + p * ldb + n0, ldb, kb, nb, out);
+                },
+                threads);
+#else
+    for (int64_t item = 0; item < batch; ++item) {
+        const_strided a(A, M, K, Eigen::OuterStride<>(lda));
+        const_strided b(B + item * b_stride, K, N, Eigen::OuterStride<>(ldb));
+        strided out(C + item * c_stride, M, N, Eigen::OuterStride<>(ldc));
+        if (ep.accumulate) out.noalias() += a * b;
+        else out.noalias() = a * b;
+        finish_block(C + item * c_stride, ldc, 0, M, 0, N, ep, true, ep.residual ? ep.residual + item * c_stride : nullptr);
+    }
+    (void)threads;
+#endif
+}
+
+}  // namespace zeroclip::detail::cpu

@@ -1,0 +1,203 @@
+//! Row kernels of the CPU backend: exp, QuickGELU / GELU / ReLU, layer norm, softmax and adds,
+//! with AVX2+FMA versions where the compiler targets them (-march=native on x86-64) and plain
+//! loops otherwise. The vector exp is Cephes' single-precision one (relative error ≈ 1e-7,
+//! NaN in → NaN out where the callers use it).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ZEROCLIP_CPU_AVX2 1
+#endif
+
+namespace zeroclip::detail::cpu {
+
+/// What follows a product in a fused step (nn.Linear → activation, conv → ReLU).
+enum class act { none, quick_gelu, gelu, relu };
+
+#ifdef ZEROCLIP_CPU_AVX2
+/// e^x for 8 floats (Cephes expf: range reduction by ln 2, degree-5 polynomial).
+inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    y = _mm256_fmadd_ps(y, x2, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    // 2^fx: fx in [-127, 128]; at -127 the exponent field is 0 and the factor 0 (e^-88.4 ≈ 0).
+    __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    e = _mm256_slli_epi32(e, 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/// x·σ(1.702x) = x / (1 + e^(−1.702x)) for 8 floats.
+inline __m256 quick_gelu8(__m256 x) {
+    const __m256 e = exp8(_mm256_mul_ps(x, _mm256_set1_ps(-1.702f)));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/// max(x, 0) keeping NaN (torch.relu): x < 0 ? 0 : x.
+inline __m256 relu8(__m256 x) {
+    const __m256 negative = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    return _mm256_andnot_ps(negative, x);
+}
+
+/// The mask of the first r (0..8) lanes, for the tails of rows.
+inline __m256i tail_mask(int64_t r) {
+    alignas(32) static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - r));
+}
+#endif
+
+inline float quick_gelu1(float x) { return x / (1.0f + std::exp(-1.702f * x)); }
+inline float gelu1(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
+inline float relu1(float x) { return x < 0.0f ? 0.0f : x; }
+
+/// In place over n contiguous values.
+inline void activate(float* p, int64_t n, act a) {
+    int64_t i = 0;
+    switch (a) {
+        case act::none: return;
+        case act::quick_gelu:
+#ifdef ZEROCLIP_CPU_AVX2
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, quick_gelu8(_mm256_loadu_ps(p + i)));
+#endif
+            for (; i < n; ++i) p[i] = quick_gelu1(p[i]);
+            return;
+        case act::gelu:
+            for (; i < n; ++i) p[i] = gelu1(p[i]);
+            return;
+        case act::relu:
+#ifdef ZEROCLIP_CPU_AVX2
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, relu8(_mm256_loadu_ps(p + i)));
+#endif
+            for (; i < n; ++i) p[i] = relu1(p[i]);
+            return;
+    }
+}
+
+/// p[i] = act(p[i] + bias) (bias a scalar: one conv output channel).
+inline void bias_activate(float* p, int64_t n, float bias, act a) {
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    const __m256 b = _mm256_set1_ps(bias);
+    if (a == act::relu) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, relu8(_mm256_add_ps(_mm256_loadu_ps(p + i), b)));
+    } else if (a == act::none) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), b));
+    }
+#endif
+    for (int64_t j = i; j < n; ++j) p[j] += bias;
+    activate(p + i, n - i, a);
+}
+
+/// p[i] = act(p[i] + bias[i]) (bias may be null: activation only).
+inline void bias_activate(float* p, int64_t n, const float* bias, act a) {
+    if (!bias) return activate(p, n, a);
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_loadu_ps(bias + i));
+        if (a == act::quick_gelu) v = quick_gelu8(v);
+        else if (a == act::relu) v = relu8(v);
+        _mm256_storeu_ps(p + i, v);
+    }
+    if (a == act::gelu) activate(p, i, a);
+#endif
+    for (int64_t j = i; j < n; ++j) p[j] += bias[j];
+    activate(p + i, n - i, a);
+}
+
+/// x[i] += y[i].
+inline void add(float* x, const float* y, int64_t n) {
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; ++i) x[i] += y[i];
+}
+
+/// Layer norm of one row: mean and variance in double (two passes), then
+/// out = (in − mean) · rstd · w + b in float.
+inline void layer_norm_row(const float* in, float* out, int64_t n, const float* w, const float* b, double eps) {
+    double mean = 0, var = 0;
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(in + i);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, _mm256_add_pd(s0, s1));
+    mean = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    for (; i < n; ++i) mean += in[i];
+    mean /= static_cast<double>(n);
+    i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    const __m256d m = _mm256_set1_pd(mean);
+    s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(in + i);
+        const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+        const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+        s0 = _mm256_fmadd_pd(d0, d0, s0);
+        s1 = _mm256_fmadd_pd(d1, d1, s1);
+    }
+    _mm256_store_pd(lanes, _mm256_add_pd(s0, s1));
+    var = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    for (; i < n; ++i) var += (in[i] - mean) * (in[i] - mean);
+    const float inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(n) + eps));
+    const float mu = static_cast<float>(mean);
+    i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    const __m256 vmu = _mm256_set1_ps(mu), vinv = _mm256_set1_ps(inv);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(in + i), vmu), vinv);
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+#endif
+    for (; i < n; ++i) out[i] = (in[i] - mu) * inv * w[i] + b[i];
+}
+
+/// In place: row[0, visible) = softmax(scale · row[0, visible)), row[visible, n) = 0.
+inline void softmax_row(float* row, int64_t visible, int64_t n, float scale = 1.0f) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < visible; ++i) mx = std::max(mx, row[i]);
+    mx *= scale;
+    float sum = 0;
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= visible; i += 8) {
+        const __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(row + i), vs, vm));
+        _mm256_storeu_ps(row + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    for (float l : lanes) sum += l;
+#endif
+    for (; i < visible; ++i) sum += row[i] = std::exp(row[i] * scale - mx);
+    const float inv = 1.0f / sum;
+    for (i = 0; i < visible; ++i) row[i] *= inv;
+    std::fill(row + visible, row + n, 0.0f);
+}
+
+}  // namespace zeroclip::detail::cpu
