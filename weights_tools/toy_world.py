@@ -26,6 +26,10 @@ COLOUR_RGB = np.array([
 EXTRA_COLOURS = ["cyan", "pink", "white"]
 EXTRA_RGB = np.array([[0, 200, 215], [255, 120, 190], [245, 245, 245]], dtype=np.float32)
 ALL_RGB = np.concatenate([COLOUR_RGB, EXTRA_RGB])
+# Colour index meaning "a fresh random RGB colour, at least RANDOM_MIN_DIST from every label
+# colour" (training only, captioned by shape alone): every shape is seen in many hues.
+RANDOM_COLOUR = len(ALL_RGB)
+RANDOM_MIN_DIST = 90.0
 SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
 
 # Latin-square style hold-out: colour c never appears with shape c mod 6 in training, so every
@@ -132,8 +136,22 @@ def _shape_masks(kind, x, y, r):
     return out
 
 
+def random_far_rgb(rng, n, min_dist=RANDOM_MIN_DIST):
+    """n random RGB colours, each at least min_dist (euclidean) from every label colour."""
+    out = np.zeros((n, 3), dtype=np.float32)
+    todo = np.arange(n)
+    while len(todo):
+        cand = rng.uniform(0, 255, size=(len(todo), 3)).astype(np.float32)
+        d = np.linalg.norm(cand[:, None, :] - COLOUR_RGB[None], axis=2).min(axis=1)
+        ok = d >= min_dist
+        out[todo[ok]] = cand[ok]
+        todo = todo[~ok]
+    return out
+
+
 def render(rng, colours, shapes, size=64, ss=2, scale_range=(0.18, 0.42)):
-    """Render a batch. colours/shapes: int arrays [B]. Returns (uint8 [B,size,size,3],
+    """Render a batch. colours/shapes: int arrays [B] (colour RANDOM_COLOUR = a random far-from-
+    the-palette colour; draws extra random numbers only when present). Returns (uint8 [B,size,size,3],
     bbox float [B,4] = x0,y0,x1,y1 in pixels of the shape's bounding circle)."""
     B = len(colours)
     n = size * ss
@@ -153,7 +171,12 @@ def render(rng, colours, shapes, size=64, ss=2, scale_range=(0.18, 0.42)):
     mask = mask.reshape(B, size, ss, size, ss).mean(axis=(2, 4)).astype(np.float32)[..., None]
 
     # background: low-saturation colour(s), optional gradient, noise; never close to fg colour
-    fg = ALL_RGB[np.asarray(colours)] + rng.uniform(-12, 12, size=(B, 3)).astype(np.float32)
+    colours = np.asarray(colours)
+    base = ALL_RGB[np.minimum(colours, len(ALL_RGB) - 1)].copy()
+    fg = base + rng.uniform(-12, 12, size=(B, 3)).astype(np.float32)
+    rand = colours == RANDOM_COLOUR
+    if rand.any():
+        fg[rand] = random_far_rgb(rng, int(rand.sum()))
     bg0 = _backgrounds(rng, fg)
     bg1 = _backgrounds(rng, fg)
     grad = rng.uniform(0, 1, size=B) < 0.5

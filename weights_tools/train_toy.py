@@ -447,9 +447,11 @@ def augment(x01, bbox, g, size):
 class Pool:
     """A pool of rendered training images (seen combinations only), partly refreshed each step."""
 
-    def __init__(self, rng, size, n, p_extra, chunk=512):
+    def __init__(self, rng, size, n, p_extra, chunk=512, extra_random=0.0, groups=0, group_size=4):
         self.rng, self.size = rng, size
         self.p_extra = p_extra
+        self.extra_random = extra_random
+        self.groups, self.group_size = groups, group_size
         cs, ss = self.sample(n)
         self.img = np.zeros((n, size, size, 3), np.uint8)
         self.bbox = np.zeros((n, 4), np.float32)
@@ -461,6 +463,10 @@ class Pool:
         cs, ss = tw.sample_combos(self.rng, n, tw.SEEN)
         extra = self.rng.random(n) < self.p_extra
         cs[extra] = len(tw.COLOURS) + self.rng.integers(0, len(tw.EXTRA_COLOURS), size=int(extra.sum()))
+        if self.extra_random:
+            # part of the extra-colour images get a fresh random hue instead of cyan/pink/white
+            rnd = extra & (self.rng.random(n) < self.extra_random)
+            cs[rnd] = tw.RANDOM_COLOUR
         return cs, ss
 
     def refresh(self, k):
@@ -470,9 +476,21 @@ class Pool:
         self.col[idx], self.shp[idx] = cs, ss
 
     def batch(self, b):
-        """b images with distinct-as-possible combinations (round-robin over shuffled combos)."""
-        idx = self.rng.integers(0, len(self.col), size=b)
-        return idx
+        """b random pool images; with groups > 0, the first groups*group_size of them are hard-
+        negative groups: group_size images of one label colour with different shapes."""
+        if not self.groups:
+            return self.rng.integers(0, len(self.col), size=b)
+        out = []
+        key = self.col * len(tw.SHAPES) + self.shp
+        for _ in range(self.groups):
+            c = int(self.rng.integers(0, len(tw.COLOURS)))
+            shapes = [s for s in range(len(tw.SHAPES)) if not tw.is_held_out(c, s)]
+            for s in self.rng.permutation(shapes)[:self.group_size]:
+                cand = np.flatnonzero(key == c * len(tw.SHAPES) + s)
+                if len(cand):
+                    out.append(cand[self.rng.integers(0, len(cand))])
+        rest = b - len(out)
+        return np.concatenate([np.array(out, np.int64), self.rng.integers(0, len(self.col), size=rest)])
 
 
 class CaptionBank:
@@ -612,7 +630,8 @@ def train(args, tok):
           f"embedding)", flush=True)
     opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     t0 = time.time()
-    pool = Pool(rng, args.image_size, args.pool, args.p_extra)
+    pool = Pool(rng, args.image_size, args.pool, args.p_extra, extra_random=args.extra_random,
+                groups=args.hard_groups, group_size=args.group_size)
     bank = CaptionBank(tok)
     print(f"pool of {args.pool} images rendered in {time.time() - t0:.1f}s; {len(bank.text)} captions", flush=True)
     val_img, val_c, val_s = make_eval_set(args.seed + 777, 4, args.image_size)
@@ -798,6 +817,12 @@ def main():
     ap.add_argument("--p-shape", type=float, default=0.35, help="share of shape-only captions")
     ap.add_argument("--p-extra", type=float, default=0.15,
                     help="share of training images in a non-label colour (captioned by shape only)")
+    ap.add_argument("--extra-random", type=float, default=0.0,
+                    help="share of the non-label-colour images drawn in a random hue (far from the palette)")
+    ap.add_argument("--hard-groups", type=int, default=0,
+                    help="per batch, this many groups of --group-size same-colour images with different "
+                         "shapes (hard negatives on shape); the rest of the batch is random")
+    ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--pool", type=int, default=8000)
     ap.add_argument("--refresh", type=int, default=32, help="pool images re-rendered per step")
     ap.add_argument("--log-every", type=int, default=50)

@@ -13,25 +13,13 @@ int run_info(const std::vector<std::string>& argv) {
     const std::string path = a.required("--model");
     zeroclip::model m = zeroclip::load_model(path);
     const auto& c = m.config();
-    nlohmann::json vision = {{"type", c.vision.type}, {"width", c.vision.width}, {"heads", c.vision.heads},
-                             {"image_size", c.vision.image_size}};
-    if (c.vision.is_resnet()) {
-        vision["layers"] = c.vision.resnet_layers;
-    } else {
-        vision["layers"] = c.vision.layers;
-        vision["patch_size"] = c.vision.patch_size;
-        vision["mlp_width"] = c.vision.mlp_width;
-    }
-    nlohmann::json j = {
-        {"path", path},
-        {"architecture", c.vision.is_resnet() ? "ModifiedResNet" : "ViT"},
-        {"dtype", m.weight_dtype()},
-        {"embed_dim", c.embed_dim},
-        {"vision", vision},
-        {"text", {{"width", c.text.width}, {"layers", c.text.layers}, {"heads", c.text.heads},
-                  {"context_length", c.text.context_length}, {"vocab_size", c.text.vocab_size}}},
-        {"activation", c.text.act == zeroclip::activation::gelu ? "gelu" : "quick_gelu"},
-        {"logit_scale", m.logit_scale()}};
+    // The config as zeroclip writes it (docs/FORMAT.md), plus what only a loaded model knows.
+    nlohmann::json j = nlohmann::json::parse(zeroclip::to_json(c));
+    j["path"] = path;
+    j["architecture"] = c.vision.is_resnet() ? "ModifiedResNet" : "ViT";
+    j["dtype"] = m.weight_dtype();
+    j["logit_scale"] = m.logit_scale();
+    const nlohmann::json& vision = j["vision"];
     if (a.has("--json")) {
         std::cout << j.dump(2) << "\n";
         return 0;

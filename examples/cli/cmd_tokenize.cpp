@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <zeroclip/io/checkpoint.hpp>
 #include <zeroclip/tokenizer.hpp>
 
 #include "cli.hpp"
@@ -12,7 +13,8 @@
 namespace {
 
 const char* const tokenize_help =
-    "usage: zeroclip tokenize [--context-length N] [--bpe PATH.gz | --vocab vocab.json --merges merges.txt]\n"
+    "usage: zeroclip tokenize [--context-length N]\n"
+    "                         [--bpe PATH.gz | --vocab vocab.json --merges merges.txt | --model M]\n"
     "                         [--no-truncate] [--stdin] TEXT...\n\n"
     "Prints a JSON array holding, per TEXT, an array of N ids (default 77): <|startoftext|>,\n"
     "the BPE ids, <|endoftext|>, zero padding. A text longer than N is truncated like\n"
@@ -20,6 +22,7 @@ const char* const tokenize_help =
     "  --context-length N   ids per text (2..65536, default 77)\n"
     "  --bpe PATH.gz        OpenAI's bpe_simple_vocab_16e6.txt.gz\n"
     "  --vocab, --merges    a Hugging Face vocab.json and merges.txt\n"
+    "  --model M            the vocabulary of a model (HF folder or zeroclip .safetensors)\n"
     "  --no-truncate        fail on a text that does not fit\n"
     "  --stdin              also read texts from standard input, one per line, after the\n"
     "                       TEXTs; a TEXT '-' reads them at its place instead\n"
@@ -30,9 +33,25 @@ const char* const tokenize_help =
     "  zeroclip tokenize \"a photo of a cat.\"\n"
     "  printf 'a dog\\na cat\\n' | zeroclip tokenize --stdin\n";
 
+// The vocabulary of a model: a Hugging Face folder's vocab.json + merges.txt, or the merges stored
+// in a zeroclip .safetensors file (only its header is read, not the weights).
+zeroclip::tokenizer model_tokenizer(const std::string& path) {
+    if (zeroclip::detail::is_directory(path))
+        return zeroclip::tokenizer::from_hf_files(path + "/vocab.json", path + "/merges.txt");
+    const auto file = zeroclip::safetensors_file::open(path);
+    const auto& meta = file.metadata();
+    const auto merges = meta.find("zeroclip.bpe_merges");
+    if (merges == meta.end())
+        throw zeroclip::error(zeroclip::errc::tokenizer, path + ": no tokenizer vocabulary (zeroclip.bpe_merges)");
+    const auto vocab = meta.find("zeroclip.bpe_vocab");
+    return zeroclip::tokenizer::from_stored(merges->second, vocab == meta.end() ? "" : vocab->second, path);
+}
+
 zeroclip::tokenizer load_tokenizer(const zeroclip_cli::args& a) {
     const bool hf = a.has("--vocab") || a.has("--merges");
-    if (a.has("--bpe") && hf) throw zeroclip_cli::usage_error("give either --bpe or --vocab/--merges, not both");
+    if (a.has("--bpe") + hf + a.has("--model") > 1)
+        throw zeroclip_cli::usage_error("give one of --bpe, --vocab/--merges and --model");
+    if (auto model = a.get("--model")) return model_tokenizer(*model);
     if (hf) return zeroclip::tokenizer::from_hf_files(a.required("--vocab"), a.required("--merges"));
     if (auto bpe = a.get("--bpe")) return zeroclip::tokenizer::from_openai_bpe(*bpe);
 #ifdef ZEROCLIP_DEFAULT_BPE
@@ -43,7 +62,7 @@ zeroclip::tokenizer load_tokenizer(const zeroclip_cli::args& a) {
 }
 
 int run_tokenize(const std::vector<std::string>& argv) {
-    zeroclip_cli::args a(argv, {"--context-length", "--bpe", "--vocab", "--merges"}, {"--no-truncate", "--stdin"});
+    zeroclip_cli::args a(argv, {"--context-length", "--bpe", "--vocab", "--merges", "--model"}, {"--no-truncate", "--stdin"});
     zeroclip::tokenize_options options;
     options.context_length = a.get_int("--context-length", 77, 2, 65536);
     options.truncate = !a.has("--no-truncate");
