@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -319,7 +320,7 @@ TEST_CASE("image: the SSE2 horizontal pass equals Pillow's scalar loop, up to it
 }
 #endif
 
-TEST_CASE("image: memory and file decoding agree; PNG round trip through save_png") {
+TEST_CASE("image: memory and file decoding agree, PNG round trip through save_png") {
     if (!have_fixtures()) return;
     const auto bytes = read_bytes(fixtures_images + "chelsea.png");
     const auto a = zeroclip::decode_image_memory(bytes.data(), bytes.size(), "chelsea.png");

@@ -19,6 +19,7 @@
 
 #include "../models/config.hpp"
 #include "../tensor.hpp"
+#include "backend.hpp"
 #include "cuda_check.hpp"
 #include "cuda_kernels.hpp"
 #include "cuda_options.hpp"
@@ -661,5 +662,7 @@ private:
 
     std::shared_ptr<detail::cuda::context> ctx_;
 };
+
+static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
 
 }  // namespace zeroclip

@@ -10,6 +10,7 @@
 
 #include "../models/config.hpp"
 #include "../tensor.hpp"
+#include "backend.hpp"
 #include "cuda_options.hpp"
 
 namespace zeroclip {
@@ -78,5 +79,7 @@ public:
     tensor avg_pool2d(const tensor&, int64_t) const { detail::cuda::no_cuda(); }
     tensor spatial_tokens(const tensor&) const { detail::cuda::no_cuda(); }
 };
+
+static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
 
 }  // namespace zeroclip

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../detail/cpu_convert.hpp"
 #include "../detail/half.hpp"
 #include "../detail/mmap.hpp"
 #include "../tensor.hpp"
@@ -79,22 +80,22 @@ public:
         return it->second;
     }
 
-    /// A float32 tensor: a view into the mapping for aligned F32 data, otherwise converted once.
+    /// A float32 tensor: a view into the mapping for aligned F32 data, otherwise converted once
+    /// (vectorised and multi-threaded, into storage that is not zero-filled first), after which
+    /// the source pages leave the resident set (detail/cpu_convert.hpp).
     tensor to_float(const tensor_record& r) const {
         if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0)
             return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
-        tensor out(r.shape);
-        float* dst = out.data();
-        const size_t n = static_cast<size_t>(out.numel());
-        auto load16 = [&](size_t i) {
-            uint16_t v;
-            std::memcpy(&v, r.bytes + 2 * i, 2);
-            return v;
-        };
+        const size_t n = static_cast<size_t>(shape_numel(r.shape));
+        if (r.type != dtype::f32 && r.type != dtype::f16 && r.type != dtype::bf16 && r.type != dtype::f64)
+            ZEROCLIP_THROW(errc::format, path() + ": tensor '" + r.name + "' has dtype " + dtype_name(r.type) +
+                                             ", expected a float type");
+        std::shared_ptr<float> storage = detail::cpu::alloc_floats(n);
+        float* dst = storage.get();
         switch (r.type) {
             case dtype::f32: std::memcpy(dst, r.bytes, 4 * n); break;
-            case dtype::f16: for (size_t i = 0; i < n; ++i) dst[i] = detail::f16_to_f32(load16(i)); break;
-            case dtype::bf16: for (size_t i = 0; i < n; ++i) dst[i] = detail::bf16_to_f32(load16(i)); break;
+            case dtype::f16: detail::cpu::f16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
+            case dtype::bf16: detail::cpu::bf16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
             case dtype::f64:
                 for (size_t i = 0; i < n; ++i) {
                     double v;
@@ -102,11 +103,10 @@ public:
                     dst[i] = static_cast<float>(v);
                 }
                 break;
-            default:
-                ZEROCLIP_THROW(errc::format, path() + ": tensor '" + r.name + "' has dtype " +
-                                                 dtype_name(r.type) + ", expected a float type");
+            default: break;
         }
-        return out;
+        detail::cpu::release_mapped(r.bytes, r.nbytes);
+        return tensor::view(r.shape, std::move(storage), dst);
     }
 
 private:

@@ -1,0 +1,90 @@
+//! Loading helpers: float storage that is not zero-filled first (it is about to be written), in
+//! transparent huge pages where large (fewer page faults while it is filled, fewer TLB misses when
+//! products stream it), and F16 / BF16 → F32 conversion that is vectorised (F16C's
+//! vcvtph2ps; AVX2 shifts for BF16) and split over the CPU backend's threads. Both conversions
+//! are exact: every F16 and BF16 value is a float32 value (an F16 signalling NaN comes out quiet).
+#pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "cpu_parallel.hpp"
+#include "half.hpp"
+
+#if defined(__F16C__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace zeroclip::detail::cpu {
+
+/// `n` floats of uninitialised storage; from 4 MiB up 2 MiB-aligned and advised for huge pages.
+inline std::shared_ptr<float> alloc_floats(size_t n) {
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
+    constexpr size_t huge = size_t{2} << 20;
+    if (bytes >= 2 * huge) {
+        const size_t rounded = (bytes + 4095) & ~size_t{4095};
+        if (void* p = std::aligned_alloc(huge, rounded)) {
+#ifdef MADV_HUGEPAGE
+            ::madvise(p, rounded & ~(huge - 1), MADV_HUGEPAGE);
+#endif
+            return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+        }
+    }
+    return std::shared_ptr<float>(new float[std::max<size_t>(n, 1)], std::default_delete<float[]>());
+}
+
+/// Below this many values a conversion stays on the calling thread.
+constexpr int64_t convert_grain = int64_t{1} << 16;
+
+/// dst[i] = F16 src[i] as float, i < n (src unaligned, little-endian).
+inline void f16_to_f32(const unsigned char* src, float* dst, int64_t n) {
+    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+        int64_t i = i0;
+#ifdef __F16C__
+        for (; i + 8 <= i1; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
+#endif
+        for (; i < i1; ++i) {
+            uint16_t v;
+            std::memcpy(&v, src + 2 * i, 2);
+            dst[i] = detail::f16_to_f32(v);
+        }
+    });
+}
+
+/// dst[i] = BF16 src[i] as float, i < n.
+inline void bf16_to_f32(const unsigned char* src, float* dst, int64_t n) {
+    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+        int64_t i = i0;
+#ifdef __AVX2__
+        for (; i + 8 <= i1; i += 8) {
+            const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i)));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_slli_epi32(wide, 16));
+        }
+#endif
+        for (; i < i1; ++i) {
+            uint16_t v;
+            std::memcpy(&v, src + 2 * i, 2);
+            dst[i] = detail::bf16_to_f32(v);
+        }
+    });
+}
+
+/// Tells the kernel that the pages wholly inside [p, p + bytes) of a read-only file mapping will
+/// not be read again (they leave the process's resident set; a later read maps them again from
+/// the page cache, so this never changes what is read).
+inline void release_mapped(const void* p, size_t bytes) {
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+    const auto end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+}  // namespace zeroclip::detail::cpu
