@@ -60,4 +60,4 @@ struct registration {
 #define ZEROCLIP_CLI_CONCAT(a, b) ZEROCLIP_CLI_CONCAT_(a, b)
 /// Registers a subcommand: ZEROCLIP_CLI_COMMAND({"name", "summary", "help", run_function});
 #define ZEROCLIP_CLI_COMMAND(...) \
-    static const ::zeroclip_cli::registration ZEROCLIP_CLI_CONCAT(zeroclip_cli_reg_, __LINE__){__VA_ARGS__}
+    static const ::zeroclip_cli::registration ZEROCLIP_CLI_CONCAT(zeroclip_cli_reg_, __COUNTER__){__VA_ARGS__}
