@@ -4,6 +4,9 @@
 // real CLIP shapes (77-token causal text, 50-token ViT-B/32, the ResNet attention pool).
 // Without a GPU every case that needs one says so and passes; the NVRTC compile of the kernel
 // source runs everywhere.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "cuda_test_util.hpp"
@@ -62,6 +65,38 @@ TEST_CASE("NVRTC compiles the kernel source for every supported architecture (no
     } catch (const zeroclip::error& e) {
         CHECK(e.code() == errc::cuda);
     }
+}
+
+TEST_CASE("compiled kernels are cached on disk, keyed by source and architecture (no GPU needed)") {
+    using namespace zeroclip::detail::cuda;
+    const char* saved = std::getenv("ZEROCLIP_CUDA_CACHE_DIR");
+    const std::string previous = saved ? saved : "";
+    const std::string dir = test_util::temp_dir("kernel_cache") + "/sub/dir";  // created on demand
+    ::setenv("ZEROCLIP_CUDA_CACHE_DIR", dir.c_str(), 1);
+    bool hit = true;
+    const compiled_kernels first = cached_kernels_for("compute_80", &hit);
+    CHECK(!hit);
+    REQUIRE(std::filesystem::exists(kernel_cache_path("compute_80")));
+    const compiled_kernels second = cached_kernels_for("compute_80", &hit);
+    CHECK(hit);
+    CHECK(second.image == first.image);
+    CHECK(!second.is_cubin);
+    CHECK(kernel_cache_path("compute_80") != kernel_cache_path("compute_90"));
+    CHECK(kernel_cache_path("sm_90").find(dir + "/kernels-sm_90-") == 0);
+    {  // a damaged PTX file (no terminating NUL) is not used: compiled and rewritten instead
+        std::ofstream bad(kernel_cache_path("compute_80"), std::ios::binary);
+        bad << "not PTX, and no terminating NUL either";
+    }
+    CHECK(cached_kernels_for("compute_80", &hit).image == first.image);
+    CHECK(!hit);
+    forget_cached_kernels("compute_80");
+    CHECK(!std::filesystem::exists(kernel_cache_path("compute_80")));
+    ::setenv("ZEROCLIP_CUDA_CACHE_DIR", "off", 1);
+    CHECK(kernel_cache_path("compute_80").empty());
+    if (saved)
+        ::setenv("ZEROCLIP_CUDA_CACHE_DIR", previous.c_str(), 1);
+    else
+        ::unsetenv("ZEROCLIP_CUDA_CACHE_DIR");
 }
 
 TEST_CASE("cuda_cublas without a usable device throws errc::cuda saying why; a bad ordinal too") {

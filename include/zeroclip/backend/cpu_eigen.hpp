@@ -17,6 +17,7 @@
 #include <limits>
 #include <vector>
 
+#include "../detail/cpu_alloc.hpp"
 #include "../detail/cpu_gemm.hpp"
 #include "../detail/cpu_parallel.hpp"
 #include "../detail/cpu_vec.hpp"
@@ -44,7 +45,7 @@ public:
     tensor linear(const tensor& x, const tensor& w, const tensor& b) const {
         const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
         ZEROCLIP_ASSERT(w.dim(1) == k);
-        tensor y({m, n});
+        tensor y = make({m, n});
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
         detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
@@ -55,7 +56,7 @@ public:
     tensor matmul(const tensor& x, const tensor& w) const {
         const int64_t m = rows(x), k = x.shape().back(), n = w.dim(1);
         ZEROCLIP_ASSERT(w.dim(0) == k);
-        tensor y({m, n});
+        tensor y = make({m, n});
         detail::cpu::gemm_nn(m, n, k, x.data(), k, w.data(), n, y.data(), n);
         return y;
     }
@@ -65,7 +66,7 @@ public:
     tensor linear_activate(const tensor& x, const tensor& w, const tensor& b, activation act) const {
         const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
         ZEROCLIP_ASSERT(w.dim(1) == k);
-        tensor y({m, n});
+        tensor y = make({m, n});
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
         ep.activation = act == activation::quick_gelu ? detail::cpu::act::quick_gelu : detail::cpu::act::gelu;
@@ -100,7 +101,7 @@ public:
     /// in double, the normalisation in float.
     tensor layer_norm(const tensor& x, const tensor& weight, const tensor& bias, double eps) const {
         const int64_t m = rows(x), n = x.shape().back();
-        tensor y(x.shape());
+        tensor y = make(x.shape());
         const float *in = x.data(), *w = weight.data(), *b = bias.data();
         float* out = y.data();
         detail::cpu::parallel_for(m, row_grain(n), [&](int64_t r0, int64_t r1) {
@@ -142,7 +143,7 @@ public:
     /// Rows of x (M, W) L2-normalised.
     tensor l2_normalize_rows(const tensor& x) const {
         const int64_t m = rows(x), n = x.shape().back();
-        tensor y({m, n});
+        tensor y = make({m, n});
         map(y.data(), m, n) = as_matrix(x, m, n).rowwise().normalized();
         return y;
     }
@@ -159,7 +160,7 @@ public:
     /// Rows `index` of table (V, W) → (index.size(), W): token embedding lookup, CLS / EOT pick.
     tensor gather_rows(const tensor& table, const std::vector<int64_t>& index) const {
         const int64_t w = table.shape().back();
-        tensor y({static_cast<int64_t>(index.size()), w});
+        tensor y = make({static_cast<int64_t>(index.size()), w});
         for (size_t i = 0; i < index.size(); ++i)
             std::copy_n(table.data() + index[i] * w, w, y.data() + static_cast<int64_t>(i) * w);
         return y;
@@ -175,7 +176,7 @@ public:
     tensor patchify(const tensor& images, int64_t p) const {
         const int64_t n = images.dim(0), c = images.dim(1), h = images.dim(2), w = images.dim(3);
         const int64_t gh = h / p, gw = w / p;
-        tensor y({n * gh * gw, c * p * p});
+        tensor y = make({n * gh * gw, c * p * p});
         const float* src = images.data();
         float* dst = y.data();
         detail::cpu::parallel_for(n * gh, 1, [&](int64_t r0, int64_t r1) {
@@ -196,7 +197,7 @@ public:
     /// x (B·T, W) → (B·(T+1), W) with `first` (W) before each sample's T rows (the class token).
     tensor prepend_row(const tensor& x, const tensor& first, int64_t batch) const {
         const int64_t w = x.shape().back(), t = rows(x) / batch;
-        tensor y({batch * (t + 1), w});
+        tensor y = make({batch * (t + 1), w});
         for (int64_t b = 0; b < batch; ++b) {
             float* out = y.data() + b * (t + 1) * w;
             std::copy_n(first.data(), w, out);
@@ -224,9 +225,9 @@ public:
     // ---- convolutional ops (ModifiedResNet), images NCHW ---------------------------------------
     /// 2-d convolution with zero padding: x (N, C, H, W), w (O, C, kh, kw) as PyTorch stores
     /// nn.Conv2d, b (O) or empty → (N, O, Ho, Wo), Ho = (H + 2·pad − kh) / stride + 1.
-    /// A 1×1 stride-1 convolution is a product with the images themselves (all of the batch in
-    /// one parallel step); any other is im2col + product, over bands of output rows so the column
-    /// buffer stays ≤ ~16 MiB even for RN50x64 at 448 px.
+    /// A 1×1 stride-1 convolution is a product with the images themselves; any other a product
+    /// with their im2col matrices, packed straight from the images (no column buffer). Either way
+    /// the whole batch is one parallel step with the weights packed once.
     tensor conv2d(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
         return conv(x, w, b, stride, pad, nullptr, detail::cpu::act::none);
     }
@@ -243,7 +244,7 @@ public:
     /// trailing rows/columns that do not fill a window dropped): (N, C, H, W) → (N, C, H/k, W/k).
     tensor avg_pool2d(const tensor& x, int64_t k) const {
         const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), ho = h / k, wo = w / k;
-        tensor y({x.dim(0), x.dim(1), ho, wo});
+        tensor y = make({x.dim(0), x.dim(1), ho, wo});
         const float inv = 1.0f / static_cast<float>(k * k);
         const float* src = x.data();
         float* dst = y.data();
@@ -267,7 +268,7 @@ public:
     /// channel vector of every position in (y, x) order (the token layout of AttentionPool2d).
     tensor spatial_tokens(const tensor& x) const {
         const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), t = 1 + hw;
-        tensor y({n * t, c});
+        tensor y = make({n * t, c});
         const float* src = x.data();
         float* dst = y.data();
         detail::cpu::parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
@@ -293,6 +294,13 @@ private:
 
     static int64_t rows(const tensor& x) { return x.numel() / x.shape().back(); }
 
+    /// An op's output: uninitialised (every op writes all of it), large buffers recycled.
+    static tensor make(shape_t shape) {
+        std::shared_ptr<float> storage = detail::cpu::output_floats(static_cast<size_t>(shape_numel(shape)));
+        float* p = storage.get();
+        return tensor::view(std::move(shape), std::move(storage), p);
+    }
+
     static const_map as_matrix(const tensor& x, int64_t r, int64_t c) { return const_map(x.data(), r, c); }
     static const_map as_matrix_at(const float* p, int64_t r, int64_t c) { return const_map(p, r, c); }
 
@@ -305,7 +313,7 @@ private:
         const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (wd + 2 * pad - kw) / stride + 1;
         ZEROCLIP_ASSERT(ho > 0 && wo > 0);
         const int64_t k = c * kh * kw, plane = ho * wo;
-        tensor y({n, o, ho, wo});
+        tensor y = make({n, o, ho, wo});
         ZEROCLIP_ASSERT(!residual || residual->numel() == y.numel());
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
@@ -315,53 +323,9 @@ private:
             detail::cpu::gemm_nn(o, plane, c, w.data(), c, x.data(), plane, y.data(), plane, ep, n, c * plane,
                                  o * plane);
         } else {
-            constexpr int64_t max_buffer = int64_t{1} << 22;  // floats
-            const int64_t band = std::clamp<int64_t>(max_buffer / (k * wo), 1, ho);
-            // Slot 2: the products below use slots 0 and 1 of every thread, this one included.
-            float* cols = detail::cpu::scratch(static_cast<size_t>(k * band * wo), 2);
-            for (int64_t img = 0; img < n; ++img)
-                for (int64_t r0 = 0; r0 < ho; r0 += band) {
-                    const int64_t r1 = std::min(ho, r0 + band), width = (r1 - r0) * wo;
-                    im2col_band(x.data() + img * c * h * wd, c, h, wd, kh, kw, stride, pad, r0, r1, wo, cols);
-                    detail::cpu::epilogue e = ep;
-                    if (e.residual) e.residual += img * o * plane + r0 * wo;
-                    detail::cpu::gemm_nn(o, width, k, w.data(), k, cols, width, y.data() + img * o * plane + r0 * wo,
-                                         plane, e);
-                }
+            detail::cpu::conv2d_nchw(x.data(), n, c, h, wd, w.data(), o, kh, kw, stride, pad, y.data(), ep);
         }
         return y;
-    }
-
-    /// Columns for output rows [r0, r1) of one image (C, H, W): row (ch, ky, kx) of `cols`
-    /// ((C·kh·kw, (r1−r0)·wo), row-major) holds the input pixel each output position sees there.
-    static void im2col_band(const float* img, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                            int64_t stride, int64_t pad, int64_t r0, int64_t r1, int64_t wo, float* cols) {
-        const int64_t k = c * kh * kw, band = r1 - r0;
-        detail::cpu::parallel_for(k, std::max<int64_t>(1, elementwise_grain / (band * wo)), [&](int64_t k0, int64_t k1) {
-            for (int64_t row = k0; row < k1; ++row)
-                for (int64_t oy = r0; oy < r1; ++oy) {
-                    const int64_t ch = row / (kh * kw), ky = row / kw % kh, kx = row % kw;
-                    const int64_t iy = oy * stride - pad + ky;
-                    float* dst = cols + row * band * wo + (oy - r0) * wo;
-                    if (iy < 0 || iy >= h) {
-                        std::fill_n(dst, wo, 0.0f);
-                        continue;
-                    }
-                    const float* src = img + (ch * h + iy) * w;
-                    if (stride == 1) {  // contiguous: zeros, a copy, zeros
-                        const int64_t lo = std::clamp<int64_t>(pad - kx, 0, wo);
-                        const int64_t hi = std::clamp<int64_t>(w + pad - kx, lo, wo);
-                        std::fill(dst, dst + lo, 0.0f);
-                        std::copy(src + lo - pad + kx, src + hi - pad + kx, dst + lo);
-                        std::fill(dst + hi, dst + wo, 0.0f);
-                    } else {
-                        for (int64_t ox = 0; ox < wo; ++ox) {
-                            const int64_t ix = ox * stride - pad + kx;
-                            dst[ox] = ix >= 0 && ix < w ? src[ix] : 0.0f;
-                        }
-                    }
-                }
-        });
     }
 
     /// Per (sample, head), on one thread each: scores = q·kᵀ (a product on the strided rows of q
@@ -371,7 +335,7 @@ private:
                           int64_t batch, int64_t tq, int64_t tk, int64_t w, int64_t heads, bool causal) const {
         const int64_t d = w / heads;
         const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-        tensor out({batch * tq, w});
+        tensor out = make({batch * tq, w});
         float* o = out.data();
         detail::cpu::parallel_tasks(batch * heads, [&](int64_t task) {
             const int64_t b = task / heads, h = task % heads;

@@ -63,8 +63,8 @@ struct kernel_module {
     CUfunction operator[](kernel_id id) const { return functions[static_cast<int>(id)]; }
 };
 
-/// Compiles (NVRTC) and loads the kernels for `device` on first use; later calls, from any
-/// thread or backend object, get the same module. The device must be current.
+/// Compiles (NVRTC, or reads the on-disk cache) and loads the kernels for `device` on first use;
+/// later calls, from any thread or backend object, get the same module. The device must be current.
 inline const kernel_module& kernels_for_device(int device) {
     static std::mutex mutex;
     static std::map<int, std::unique_ptr<kernel_module>> cache;
@@ -74,11 +74,18 @@ inline const kernel_module& kernels_for_device(int device) {
     int major = 0, minor = 0;
     ZEROCLIP_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     ZEROCLIP_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    const compiled_kernels compiled = compile_kernels_for(choose_arch(major, minor));
+    const std::string arch = choose_arch(major, minor);
+    bool from_cache = false;
+    compiled_kernels compiled = cached_kernels_for(arch, &from_cache);
     auto m = std::make_unique<kernel_module>();
     m->arch = compiled.arch;
     const driver_api& drv = driver();
-    ZEROCLIP_CU_CHECK(drv.module_load_data(&m->module, compiled.image.data()));
+    if (from_cache && drv.module_load_data(&m->module, compiled.image.data()) != CUDA_SUCCESS) {
+        forget_cached_kernels(arch);  // a damaged or foreign cache file: compile afresh
+        compiled = cached_kernels_for(arch);
+        from_cache = false;
+    }
+    if (!from_cache) ZEROCLIP_CU_CHECK(drv.module_load_data(&m->module, compiled.image.data()));
     for (int i = 0; i < static_cast<int>(kernel_id::count); ++i)
         ZEROCLIP_CU_CHECK(drv.module_get_function(&m->functions[i], m->module, kernel_symbol(static_cast<kernel_id>(i))));
     slot = std::move(m);

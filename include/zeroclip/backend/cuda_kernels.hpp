@@ -4,9 +4,18 @@
 //! rtc_kernel.h idea). Every kernel mirrors one cpu_eigen loop, in the same float arithmetic
 //! order, so results match the CPU to a few ulps (reductions accumulate in double like the CPU's
 //! layer norm). `compile_kernels` needs NVRTC only, not a GPU, so tests can check the source.
+//! Compiled images are cached on disk (see cached_kernels_for) so only a process's first run on a
+//! machine pays the NVRTC compile.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -316,6 +325,13 @@ struct compiled_kernels {
     std::string log;    ///< compiler warnings, if any
 };
 
+/// The NVRTC options besides the architecture. --fmad=false: no fused multiply-adds, so
+/// element-wise results round like the CPU's (these kernels are memory-bound; FMA does not matter).
+inline const char* const* kernel_options() {
+    static const char* const options[] = {"--std=c++17", "--fmad=false"};
+    return options;
+}
+
 /// Compiles kernel_source() for `arch` ("sm_90" gives a cubin, "compute_90" gives PTX). Throws
 /// errc::cuda with the compiler log on failure. Needs NVRTC only, no GPU.
 inline compiled_kernels compile_kernels_for(const std::string& arch) {
@@ -326,9 +342,7 @@ inline compiled_kernels compile_kernels_for(const std::string& arch) {
         ~destroy() { nvrtcDestroyProgram(p); }
     } guard{&prog};
     const std::string arch_option = "--gpu-architecture=" + arch;
-    // --fmad=false: no fused multiply-adds, so element-wise results round like the CPU's (these
-    // kernels are memory-bound; the FMA speed-up does not matter).
-    const char* options[] = {arch_option.c_str(), "--std=c++17", "--fmad=false"};
+    const char* options[] = {arch_option.c_str(), kernel_options()[0], kernel_options()[1]};
     const nvrtcResult result = nvrtcCompileProgram(prog, 3, options);
     compiled_kernels out;
     out.arch = arch;
@@ -352,6 +366,77 @@ inline compiled_kernels compile_kernels_for(const std::string& arch) {
         ZEROCLIP_NVRTC_CHECK(nvrtcGetPTX(prog, &out.image[0]));
     }
     return out;
+}
+
+/// Where compiled kernels are cached: $ZEROCLIP_CUDA_CACHE_DIR ("off" or "0" disables the cache),
+/// else $XDG_CACHE_HOME/zeroclip, else $HOME/.cache/zeroclip; "" for no cache.
+inline std::string kernel_cache_dir() {
+    if (const char* d = std::getenv("ZEROCLIP_CUDA_CACHE_DIR")) {
+        const std::string dir = d;
+        return dir == "off" || dir == "0" ? std::string() : dir;
+    }
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/zeroclip";
+    if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/zeroclip";
+    return {};
+}
+
+/// The cache file of `arch`'s image: named by a hash (FNV-1a) of everything that determines it
+/// (source, architecture, options, NVRTC version), so a changed kernel never loads a stale image.
+inline std::string kernel_cache_path(const std::string& arch) {
+    const std::string dir = kernel_cache_dir();
+    if (dir.empty()) return {};
+    int major = 0, minor = 0;
+    ZEROCLIP_NVRTC_CHECK(nvrtcVersion(&major, &minor));
+    std::string key = std::string(kernel_source()) + '\0' + arch + '\0' + kernel_options()[0] + kernel_options()[1] +
+                      '\0' + std::to_string(major) + "." + std::to_string(minor);
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    return dir + "/kernels-" + arch + "-" + hex + (arch.compare(0, 3, "sm_") == 0 ? ".cubin" : ".ptx");
+}
+
+/// compile_kernels_for(arch) through the on-disk cache: a cached image is read back (no NVRTC),
+/// a fresh one is written for next time (atomically; any I/O failure just skips the cache).
+/// `from_cache` tells which happened. Drop a bad cached image with forget_cached_kernels.
+inline compiled_kernels cached_kernels_for(const std::string& arch, bool* from_cache = nullptr) {
+    if (from_cache) *from_cache = false;
+    const std::string path = kernel_cache_path(arch);
+    if (!path.empty()) {
+        std::ifstream in(path, std::ios::binary);
+        std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const bool is_cubin = arch.compare(0, 3, "sm_") == 0;
+        // PTX must end with its NUL (the driver reads up to it); a cubin is checked by the driver.
+        if (image.size() > 16 && (is_cubin || image.back() == '\0')) {
+            compiled_kernels k;
+            k.image = std::move(image);
+            k.is_cubin = is_cubin;
+            k.arch = arch;
+            if (from_cache) *from_cache = true;
+            return k;
+        }
+    }
+    compiled_kernels k = compile_kernels_for(arch);
+    if (!path.empty()) {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        fs::create_directories(fs::path(path).parent_path(), ec);
+        const std::string tmp = path + ".tmp" + std::to_string(std::random_device()());
+        {
+            std::ofstream out(tmp, std::ios::binary);
+            out.write(k.image.data(), static_cast<std::streamsize>(k.image.size()));
+        }
+        fs::rename(tmp, path, ec);
+        if (ec) fs::remove(tmp, ec);
+    }
+    return k;
+}
+
+/// Removes `arch`'s cached image (after the driver refused it).
+inline void forget_cached_kernels(const std::string& arch) {
+    const std::string path = kernel_cache_path(arch);
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove(path, ec);
 }
 
 /// The --gpu-architecture for a device of compute capability major.minor: SASS ("sm_XY") when

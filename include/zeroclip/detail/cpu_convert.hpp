@@ -1,8 +1,7 @@
-//! Loading helpers: float storage that is not zero-filled first (it is about to be written), in
-//! transparent huge pages where large (fewer page faults while it is filled, fewer TLB misses when
-//! products stream it), and F16 / BF16 → F32 conversion that is vectorised (F16C's
-//! vcvtph2ps; AVX2 shifts for BF16) and split over the CPU backend's threads. Both conversions
-//! are exact: every F16 and BF16 value is a float32 value (an F16 signalling NaN comes out quiet).
+//! Loading helpers: F16 / BF16 → F32 conversion that is vectorised (F16C's vcvtph2ps; AVX2 shifts
+//! for BF16) and split over the CPU backend's threads, into storage that is not zero-filled first
+//! (cpu_alloc.hpp). Both conversions are exact: every F16 and BF16 value is a float32 value (an
+//! F16 signalling NaN comes out quiet).
 #pragma once
 
 #include <sys/mman.h>
@@ -15,6 +14,7 @@
 #include <memory>
 #include <new>
 
+#include "cpu_alloc.hpp"
 #include "cpu_parallel.hpp"
 #include "half.hpp"
 
@@ -23,22 +23,6 @@
 #endif
 
 namespace zeroclip::detail::cpu {
-
-/// `n` floats of uninitialised storage; from 4 MiB up 2 MiB-aligned and advised for huge pages.
-inline std::shared_ptr<float> alloc_floats(size_t n) {
-    const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
-    constexpr size_t huge = size_t{2} << 20;
-    if (bytes >= 2 * huge) {
-        const size_t rounded = (bytes + 4095) & ~size_t{4095};
-        if (void* p = std::aligned_alloc(huge, rounded)) {
-#ifdef MADV_HUGEPAGE
-            ::madvise(p, rounded & ~(huge - 1), MADV_HUGEPAGE);
-#endif
-            return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
-        }
-    }
-    return std::shared_ptr<float>(new float[std::max<size_t>(n, 1)], std::default_delete<float[]>());
-}
 
 /// Below this many values a conversion stays on the calling thread.
 constexpr int64_t convert_grain = int64_t{1} << 16;

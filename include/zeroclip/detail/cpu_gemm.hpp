@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu_parallel.hpp"
 #include "cpu_vec.hpp"
@@ -62,17 +63,8 @@ inline void empty_product(int64_t M, int64_t N, float* C, int64_t ldc, const epi
 
 #ifdef ZEROCLIP_CPU_AVX2
 
-#ifndef ZC_KC
-#define ZC_KC 256
-#endif
-#ifndef ZC_NC
-#define ZC_NC 64
-#endif
-#ifndef ZC_GROUP
-#define ZC_GROUP 24
-#endif
-constexpr int64_t kc_max = ZC_KC;  // K block: a packed panel of B is kc·16 floats (16 KiB)
-constexpr int64_t nc = ZC_NC;       // columns of C per task (4 panels)
+constexpr int64_t kc_max = 256;  // K block: a packed panel of B is kc·16 floats (16 KiB)
+constexpr int64_t nc = 64;           // columns of C per task (4 panels)
 constexpr int64_t mr_stride = 6; // floats per k in a packed tile of A
 
 /// How the rows of A are cut into tiles: 6 rows each, with 5-row tiles (first) taking up the
@@ -92,10 +84,42 @@ struct tile_plan {
     int rows(int64_t t) const { return t < fives ? 5 : static_cast<int>(std::min<int64_t>(6, m - row0(t))); }
 };
 
-/// C[MR×16] (=|+=) Ap·Bp: Ap a packed tile [kc][6] (MR rows used), Bp a packed panel [kc][16];
-/// only the first `cols` columns of C are written.
+/// Where and how a kernel writes its tile of C: (overwrite ? 0 : C) + Ap·Bp, then — when `fused`
+/// (the last K block of a product whose activation has a vector form) — + bias + residual and the
+/// activation, in registers.
+struct tile_store {
+    float* c;
+    int64_t ldc;
+    int64_t cols;  // columns of C that exist (≤ 16)
+    bool overwrite;
+    bool fused = false;
+    const float* bias = nullptr;  // at the tile: bias[i] per row i, or bias[0..16) per column
+    bool bias_per_row = false;
+    const float* residual = nullptr;  // at the tile, rows ldc apart
+    act activation = act::none;
+};
+
+inline __m256 activate8(__m256 v, act a) {
+    switch (a) {
+        case act::quick_gelu: return quick_gelu8(v);
+        case act::relu: return relu8(v);
+        default: return v;
+    }
+}
+
+inline float activate1(float v, act a) {
+    switch (a) {
+        case act::quick_gelu: return quick_gelu1(v);
+        case act::relu: return relu1(v);
+        case act::gelu: return gelu1(v);
+        default: return v;
+    }
+}
+
+/// The tile C[MR×16] (see tile_store) for Ap a packed tile [kc][6] (MR rows used) and Bp a packed
+/// panel [kc][16]: 2·MR accumulators, k unrolled by 4.
 template <int MR>
-inline void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t cols, bool overwrite) {
+inline void kernel(int64_t kc, const float* ap, const float* bp, const tile_store& s) {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -109,16 +133,21 @@ inline void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64
             acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
         }
     }
-    if (cols == 16) {
+    if (s.cols == 16) {
 #pragma GCC unroll 6
         for (int i = 0; i < MR; ++i) {
-            float* out = c + i * ldc;
-            if (overwrite) {
-                _mm256_storeu_ps(out, acc[i][0]);
-                _mm256_storeu_ps(out + 8, acc[i][1]);
-            } else {
-                _mm256_storeu_ps(out, _mm256_add_ps(acc[i][0], _mm256_loadu_ps(out)));
-                _mm256_storeu_ps(out + 8, _mm256_add_ps(acc[i][1], _mm256_loadu_ps(out + 8)));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                float* out = s.c + i * s.ldc + 8 * h;
+                __m256 v = acc[i][h];
+                if (!s.overwrite) v = _mm256_add_ps(v, _mm256_loadu_ps(out));
+                if (s.fused) {
+                    if (s.bias)
+                        v = _mm256_add_ps(v, s.bias_per_row ? _mm256_set1_ps(s.bias[i]) : _mm256_loadu_ps(s.bias + 8 * h));
+                    if (s.residual) v = _mm256_add_ps(v, _mm256_loadu_ps(s.residual + i * s.ldc + 8 * h));
+                    v = activate8(v, s.activation);
+                }
+                _mm256_storeu_ps(out, v);
             }
         }
     } else {
@@ -129,21 +158,28 @@ inline void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64
             _mm256_store_ps(tmp[i] + 8, acc[i][1]);
         }
         for (int i = 0; i < MR; ++i) {
-            float* out = c + i * ldc;
-            for (int64_t j = 0; j < cols; ++j) out[j] = (overwrite ? 0.0f : out[j]) + tmp[i][j];
+            float* out = s.c + i * s.ldc;
+            for (int64_t j = 0; j < s.cols; ++j) {
+                float v = (s.overwrite ? 0.0f : out[j]) + tmp[i][j];
+                if (s.fused) {
+                    if (s.bias) v += s.bias_per_row ? s.bias[i] : s.bias[j];
+                    if (s.residual) v += s.residual[i * s.ldc + j];
+                    v = activate1(v, s.activation);
+                }
+                out[j] = v;
+            }
         }
     }
 }
 
-inline void run_kernel(int mr, int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t cols,
-                       bool overwrite) {
+inline void run_kernel(int mr, int64_t kc, const float* ap, const float* bp, const tile_store& s) {
     switch (mr) {
-        case 6: kernel<6>(kc, ap, bp, c, ldc, cols, overwrite); break;
-        case 5: kernel<5>(kc, ap, bp, c, ldc, cols, overwrite); break;
-        case 4: kernel<4>(kc, ap, bp, c, ldc, cols, overwrite); break;
-        case 3: kernel<3>(kc, ap, bp, c, ldc, cols, overwrite); break;
-        case 2: kernel<2>(kc, ap, bp, c, ldc, cols, overwrite); break;
-        default: kernel<1>(kc, ap, bp, c, ldc, cols, overwrite); break;
+        case 6: kernel<6>(kc, ap, bp, s); break;
+        case 5: kernel<5>(kc, ap, bp, s); break;
+        case 4: kernel<4>(kc, ap, bp, s); break;
+        case 3: kernel<3>(kc, ap, bp, s); break;
+        case 2: kernel<2>(kc, ap, bp, s); break;
+        default: kernel<1>(kc, ap, bp, s); break;
     }
 }
 
@@ -241,6 +277,67 @@ inline void pack_b(const float* B, int64_t ldb, int64_t kc, int64_t nb, float* o
     }
 }
 
+/// dst[0, n) = src[0, n) (short spans: inline, no call).
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
+/// The im2col matrix of one image (C, H, W) for a kh×kw convolution — row k = (c, ky, kx), column
+/// q = an output position (oy, ox), wo per output row — packed straight from the image: rows
+/// [p, p + kc), columns [n0, n0 + nb ≤ 64) → panels [kc][16], zero-padded (no im2col buffer).
+/// The columns are cut once into runs that stay in one output row; each row k is then a few
+/// contiguous copies (stride 1) into a 64-float line that goes to the panels as whole vectors.
+inline void pack_im2col(const float* img, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                        int64_t wo, int64_t n0, int64_t nb, int64_t p, int64_t kc, float* out) {
+    static_assert(nc <= 64, "a task's columns must fit the 64-float line");
+    struct run {
+        int64_t col, oy, ox, len;
+    };
+    run runs[64];
+    int64_t count = 0;
+    for (int64_t q = n0; q < n0 + nb && count < 64;) {
+        const int64_t oy = q / wo, ox = q % wo, len = std::min(n0 + nb - q, wo - ox);
+        runs[count++] = {q - n0, oy, ox, len};
+        q += len;
+    }
+    const int64_t panels = (nb + 15) / 16;
+    alignas(32) float line[64];
+    std::fill(line + nb, line + panels * 16, 0.0f);
+    for (int64_t kk = 0; kk < kc; ++kk) {
+        const int64_t k = p + kk, ch = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
+        const float* plane = img + ch * h * w;
+        for (int64_t r = 0; r < count; ++r) {
+            const run& u = runs[r];
+            float* dst = line + u.col;
+            const int64_t iy = u.oy * stride - pad + ky;
+            if (iy < 0 || iy >= h) {
+                std::fill_n(dst, u.len, 0.0f);
+                continue;
+            }
+            const float* src = plane + iy * w;
+            const int64_t ix0 = u.ox * stride - pad + kx;
+            if (stride == 1) {  // zeros, a copy, zeros
+                const int64_t lo = std::clamp<int64_t>(-ix0, 0, u.len), hi = std::clamp<int64_t>(w - ix0, lo, u.len);
+                for (int64_t e = 0; e < lo; ++e) dst[e] = 0.0f;
+                copy_floats(dst + lo, src + ix0 + lo, hi - lo);
+                for (int64_t e = hi; e < u.len; ++e) dst[e] = 0.0f;
+            } else {
+                for (int64_t e = 0; e < u.len; ++e) {
+                    const int64_t ix = ix0 + e * stride;
+                    dst[e] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+                }
+            }
+        }
+        for (int64_t j = 0; j < panels; ++j) {
+            float* panel_row = out + j * 16 * kc + kk * 16;
+            _mm256_store_ps(panel_row, _mm256_load_ps(line + 16 * j));
+            _mm256_store_ps(panel_row + 8, _mm256_load_ps(line + 16 * j + 8));
+        }
+    }
+}
+
 /// A, packed: for each K block (offset p·tiles·6 floats), each tile [kb][6].
 struct packed_a {
     const tile_plan* plan;
@@ -256,32 +353,42 @@ inline int64_t k_block(int64_t K) {
 }
 
 /// C[tiles t0..t1 of A, columns n0..n1) for all of K: B's columns packed by this task (`pack(p,
-/// kb, out)` packs K rows [p, p + kb) of the task's columns), then bias and activation.
+/// kb, out)` packs K rows [p, p + kb) of the task's columns); bias, residual and activation are
+/// applied as the last K block is stored.
 template <class PackB>
 inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
                        int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
     const tile_plan& plan = *a.plan;
     const int64_t nb = n1 - n0, panels = (nb + 15) / 16;
     float* packed = scratch(static_cast<size_t>(panels * 16 * a.kc), 0);
+    const bool fuse = ep.activation != act::gelu;  // erf has no vector form here: a pass at the end
     // Tiles of A in groups of ≤ 24 (≤ 144 rows · kb: ≤ 144 KiB of L2) while a panel of B is in L1.
-    constexpr int64_t group = ZC_GROUP;
+    constexpr int64_t group = 24;
     for (int64_t p = 0; p < a.K; p += a.kc) {
         const int64_t kb = std::min(a.kc, a.K - p);
-        const bool overwrite = p == 0 && !ep.accumulate;
+        const bool overwrite = p == 0 && !ep.accumulate, last = p + kb >= a.K;
         pack(p, kb, packed);
         for (int64_t g0 = t0; g0 < t1; g0 += group) {
             const int64_t g1 = std::min(t1, g0 + group);
             for (int64_t jp = 0; jp < panels; ++jp) {
                 const float* bp = packed + jp * 16 * kb;
-                const int64_t j = n0 + 16 * jp, cols = std::min<int64_t>(16, n1 - j);
-                for (int64_t t = g0; t < g1; ++t)
-                    run_kernel(plan.rows(t), kb, a.tile(p, kb, t), bp, C + plan.row0(t) * ldc + j, ldc, cols,
-                               overwrite);
+                const int64_t j = n0 + 16 * jp;
+                for (int64_t t = g0; t < g1; ++t) {
+                    const int64_t row0 = plan.row0(t);
+                    tile_store st{C + row0 * ldc + j, ldc, std::min<int64_t>(16, n1 - j), overwrite};
+                    if (last && fuse) {
+                        st.fused = true;
+                        if (ep.bias) st.bias = bias_per_row ? ep.bias + row0 : ep.bias + j;
+                        st.bias_per_row = bias_per_row;
+                        if (residual) st.residual = residual + row0 * ldc + j;
+                        st.activation = ep.activation;
+                    }
+                    run_kernel(plan.rows(t), kb, a.tile(p, kb, t), bp, st);
+                }
             }
         }
     }
-    const int64_t r0 = plan.row0(t0), r1 = plan.row0(t1 - 1) + plan.rows(t1 - 1);
-    finish_block(C, ldc, r0, r1, n0, n1, ep, bias_per_row, residual);
+    if (!fuse) finish_block(C, ldc, plan.row0(t0), plan.row0(t1 - 1) + plan.rows(t1 - 1), n0, n1, ep, bias_per_row, residual);
 }
 
 /// The shared driver: A (M, K) row-major packed once (phase 1, tasks over tiles), then tasks of
@@ -386,6 +493,42 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
         finish_block(C + item * c_stride, ldc, 0, M, 0, N, ep, true, ep.residual ? ep.residual + item * c_stride : nullptr);
     }
     (void)threads;
+#endif
+}
+
+/// 2-d convolution of a batch of NCHW images as one product per image, the im2col columns packed
+/// straight from the images (no buffer): y (n, o, ho, wo) = act(conv(x, w) + bias [+ residual]),
+/// x (n, c, h, w), w (o, c·kh·kw) row-major; bias (o) or null; ep.residual laid out like y.
+inline void conv2d_nchw(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, const float* weights, int64_t o,
+                        int64_t kh, int64_t kw, int64_t stride, int64_t pad, float* y, const epilogue& ep) {
+    using namespace gemm_detail;
+    const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
+    const int64_t k = c * kh * kw, plane = ho * wo;
+    if (n <= 0 || o <= 0 || plane <= 0) return;
+#ifdef ZEROCLIP_CPU_AVX2
+    gemm_packed(o, plane, k, weights, k, y, plane, o * plane, n, ep, /*bias_per_row=*/true,
+                [&](int64_t item, int64_t n0, int64_t nb, int64_t p, int64_t kb, float* out) {
+                    pack_im2col(x + item * c * h * w, h, w, kh, kw, stride, pad, wo, n0, nb, p, kb, out);
+                },
+                0);
+#else
+    // Portable: an explicit im2col per image, then the product.
+    std::vector<float> cols(static_cast<size_t>(k * plane));
+    for (int64_t item = 0; item < n; ++item) {
+        const float* img = x + item * c * h * w;
+        for (int64_t row = 0; row < k; ++row) {
+            const int64_t ch = row / (kh * kw), ky = row / kw % kh, kx = row % kw;
+            for (int64_t oy = 0; oy < ho; ++oy)
+                for (int64_t ox = 0; ox < wo; ++ox) {
+                    const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                    cols[static_cast<size_t>(row * plane + oy * wo + ox)] =
+                        iy >= 0 && iy < h && ix >= 0 && ix < w ? img[(ch * h + iy) * w + ix] : 0.0f;
+                }
+        }
+        epilogue e = ep;
+        if (e.residual) e.residual += item * o * plane;
+        gemm_nn(o, plane, k, weights, k, cols.data(), plane, y + item * o * plane, plane, e);
+    }
 #endif
 }
 
