@@ -79,8 +79,9 @@ TEST_CASE("default model: zero-shot accuracy in C++ and agreement with PyTorch")
     CHECK(agree_colour >= 0.99 * n);
     CHECK(agree_shape >= 0.99 * n);
     CHECK(worst_prob <= 1e-3);
-    // The model itself: issue 7 asks ≥ 90% on seen combinations.
+    // The model itself: issue 7 asks ≥ 90% on seen and ≥ 50% on held-out combinations.
     CHECK(seen_right >= 0.90 * seen);
+    CHECK(held_right >= 0.50 * held);
     CHECK(colour_right >= 0.95 * n);
     // Held-out combinations: the figure PyTorch reports for the shipped weights, reproduced.
     const double torch_held = e.spec["pytorch_accuracy"]["held_out_top1"];
