@@ -10,12 +10,12 @@
 # Budget: under 5 minutes on an H100 (each step has its own timeout).
 # Environment: ZEROCLIP_GPU_BUILD_DIR (default build-gpu-check), ZEROCLIP_FIXTURES (default
 # ../shared/fixtures or ./shared/fixtures), CUDAToolkit_ROOT (when the toolkit is not in
-# /usr/local/cuda or on PATH), BENCH_SECONDS (per measurement, default 0.4).
+# /usr/local/cuda or on PATH), BENCH_SECONDS (per measurement, default 0.3).
 # Exit status: 0 all good; 1 a step failed (the message says which).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ZEROCLIP_GPU_BUILD_DIR:-$root/build-gpu-check}
-seconds=${BENCH_SECONDS:-0.4}
+seconds=${BENCH_SECONDS:-0.3}
 logs=$build/gpu_check_logs
 t_start=$(date +%s)
 

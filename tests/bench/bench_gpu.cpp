@@ -6,7 +6,7 @@
 // Times are end to end as a user sees them: host pixels in, host embeddings out (the upload and
 // download included). Usage:
 //   bench_gpu [--seconds S] [--models vit-b32,rn50] [--batches 1,32,256] [--modes fp32,tf32,fp16,bf16]
-//             [--text-batch N] [--agreement N] [--device D]
+//             [--text-batch N] [--agreement N] [--classes N] [--device D]
 // Exit status: 0 measured, 2 no CUDA device (or a build without CUDA), 1 error.
 #include <zeroclip/zeroclip.hpp>
 
@@ -31,7 +31,8 @@ struct options {
     std::vector<int64_t> batches = {1, 32, 256};
     std::vector<cuda_math> modes = {cuda_math::fp32, cuda_math::tf32, cuda_math::fp16, cuda_math::bf16};
     int64_t text_batch = 256;
-    int64_t agreement = 64;  // images of the top-1 comparison (× 100 prompts)
+    int64_t agreement = 64;  // images of the top-1 comparison
+    int64_t classes = 100;   // prompts of the top-1 comparison
     int device = 0;
 };
 
@@ -61,10 +62,11 @@ options parse(int argc, char** argv) {
             for (const auto& m : split(value())) o.modes.push_back(parse_cuda_math(m));
         } else if (a == "--text-batch") o.text_batch = std::stoll(value());
         else if (a == "--agreement") o.agreement = std::stoll(value());
+        else if (a == "--classes") o.classes = std::stoll(value());
         else if (a == "--device") o.device = std::stoi(value());
         else if (a == "--help" || a == "-h") {
             std::printf("bench_gpu [--seconds S] [--models vit-b32,rn50] [--batches 1,32,256] "
-                        "[--modes fp32,tf32,fp16,bf16] [--text-batch N] [--agreement N] [--device D]\n");
+                        "[--modes fp32,tf32,fp16,bf16] [--text-batch N] [--agreement N] [--classes N] [--device D]\n");
             std::exit(0);
         } else
             ZEROCLIP_THROW(errc::invalid_argument, "unknown argument " + a);
@@ -120,7 +122,7 @@ int main(int argc, char** argv) {
             std::max(opt.agreement, *std::max_element(opt.batches.begin(), opt.batches.end()));
         const tensor pixels = cuda_test::random_pixels(max_batch, 224, 1);
         const token_tensor prompts = cuda_test::random_tokens(opt.text_batch, 77, 6, 20, 2);  // "a photo of a {}."
-        const token_tensor classes = cuda_test::random_tokens(100, 77, 6, 12, 3);
+        const token_tensor classes = cuda_test::random_tokens(opt.classes, 77, 6, 12, 3);
         const tensor agreement_pixels = pixels.slice_rows(0, opt.agreement);
 
         std::vector<row> rows;

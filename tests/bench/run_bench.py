@@ -23,6 +23,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PY = "/usr/bin/python3"  # Debian's, with python3-torch and python3-onnx
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"  # Debian's libopenblas0-pthread
 
 MODELS = {
     "vit": dict(arch="ViT-B/32", file="vit-b32-f16.safetensors", text=True, label="ViT-B/32"),
@@ -32,6 +33,17 @@ MODELS = {
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+def peer_env(env, peer):
+    """Per-peer additions: PyTorch gets Debian's OpenBLAS for its matrix products (its default,
+    the reference BLAS, is 10-20x slower), with the same thread count."""
+    e = dict(env)
+    if peer == "torch":
+        if os.path.isdir(OPENBLAS):
+            e["LD_LIBRARY_PATH"] = OPENBLAS + (":" + e["LD_LIBRARY_PATH"] if e.get("LD_LIBRARY_PATH") else "")
+        e["OPENBLAS_NUM_THREADS"] = e["OMP_NUM_THREADS"]
+    return e
 
 
 def run_json(cmd, env):
@@ -110,7 +122,7 @@ def cross_check(args, env, models_dir, tokens):
             path = os.path.join(models_dir, "check-%s-%s.f32" % (key, peer))
             a = argparse.Namespace(**vars(args))
             a.reps, a.batches = 1, "1"
-            run_json(peer_command(peer, key, models_dir, tokens, a, check=path), env)
+            run_json(peer_command(peer, key, models_dir, tokens, a, check=path), peer_env(env, peer))
             v = np.fromfile(path, dtype=np.float32).astype(np.float64)
             if ref is None:
                 ref = v
@@ -140,6 +152,9 @@ def main():
 
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(args.threads)
+    # OpenMP threads that wait by spinning make PyTorch's 2 threads slower than 1 on a shared,
+    # loaded machine (10x at batch 1 here). zeroclip and ONNX Runtime do not use OpenMP teams.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("ORT_NODE_PATH", os.path.join(args.build, "node", "node_modules", "onnxruntime-node"))
     models_dir, tokens = setup(args, env)
 
@@ -153,7 +168,7 @@ def main():
             loads.append(float(f.read().split()[0]))
         for peer in order:
             for key in args.models:
-                res = run_json(peer_command(peer, key, models_dir, tokens, args), env)
+                res = run_json(peer_command(peer, key, models_dir, tokens, args), peer_env(env, peer))
                 results[peer][key].append(res)
                 log("round %d %-8s %-4s %5.1fs" % (r + 1, peer, key, res["_wall_s"]))
 
@@ -205,8 +220,9 @@ def main():
                 break
     print("CPU: %s, %d cores visible; threads per peer: %d; rounds: %d x %d calls; load average at round starts: %s"
           % (cpu, os.cpu_count(), args.threads, args.rounds, args.reps, ", ".join("%.1f" % x for x in loads)))
-    print("env: OMP_NUM_THREADS=%s OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s" % (
-        env.get("OMP_NUM_THREADS"), env.get("OMP_WAIT_POLICY", "(unset)"), env.get("GOMP_SPINCOUNT", "(unset)")))
+    print("env: OMP_NUM_THREADS=%s OMP_WAIT_POLICY=%s; torch: OPENBLAS_NUM_THREADS=%s, BLAS %s" % (
+        env.get("OMP_NUM_THREADS"), env.get("OMP_WAIT_POLICY", "(unset)"), env.get("OMP_NUM_THREADS"),
+        OPENBLAS if os.path.isdir(OPENBLAS) else "the system's libblas"))
     versions = []
     for peer in args.peers:
         r0 = results[peer][args.models[0]][0]

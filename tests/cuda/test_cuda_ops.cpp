@@ -277,6 +277,38 @@ TEST_CASE("conv2d (im2col + GEMM, folded batch-norm bias), avg_pool2d and spatia
     CUDA_TEST_CLOSE(down(gpu().spatial_tokens(up(feat))), cpu.spatial_tokens(feat), 1e-7);
 }
 
+TEST_CASE("fused ops (linear_activate, linear_add_, conv2d_relu, conv2d_add_relu) match cpu_eigen within 1e-5") {
+    CUDA_TEST_REQUIRE_GPU();
+    const tensor x = rand_t({37, 70}, 90), w = rand_t({51, 70}, 91, 0.0f, 0.2f), b = rand_t({51}, 92);
+    for (activation act : {activation::quick_gelu, activation::gelu}) {
+        CUDA_TEST_CLOSE(down(gpu().linear_activate(up(x), up(w), up(b), act)), cpu.linear_activate(x, w, b, act), 1e-5);
+        CUDA_TEST_CLOSE(down(gpu().linear_activate(up(x), up(w), cuda_tensor{}, act)),
+                        cpu.linear_activate(x, w, tensor{}, act), 1e-5);
+    }
+    for (bool bias : {true, false}) {
+        CAPTURE(bias);
+        tensor y = rand_t({37, 51}, 93);
+        cuda_tensor dy = up(y);
+        gpu().linear_add_(dy, up(x), up(w), bias ? up(b) : cuda_tensor{});
+        cpu.linear_add_(y, x, w, bias ? b : tensor{});
+        CUDA_TEST_CLOSE(down(dy), y, 1e-5);
+    }
+    struct conv {
+        int64_t n, c, h, o, k, stride, pad;
+    };
+    for (auto s : {conv{2, 16, 9, 24, 1, 1, 0}, conv{3, 8, 14, 12, 3, 1, 1}, conv{2, 3, 17, 8, 3, 2, 1}}) {
+        CAPTURE(s.c); CAPTURE(s.k); CAPTURE(s.stride);
+        const tensor img = rand_t({s.n, s.c, s.h, s.h}, 94), cw = rand_t({s.o, s.c, s.k, s.k}, 95, 0.0f, 0.3f);
+        const tensor cb = rand_t({s.o}, 96);
+        const tensor plain = cpu.conv2d(img, cw, cb, s.stride, s.pad);
+        const tensor residual = rand_t(plain.shape(), 97);
+        CUDA_TEST_CLOSE(down(gpu().conv2d_relu(up(img), up(cw), up(cb), s.stride, s.pad)),
+                        cpu.conv2d_relu(img, cw, cb, s.stride, s.pad), 1e-5);
+        CUDA_TEST_CLOSE(down(gpu().conv2d_add_relu(up(img), up(cw), up(cb), s.stride, s.pad, up(residual))),
+                        cpu.conv2d_add_relu(img, cw, cb, s.stride, s.pad, residual), 1e-5);
+    }
+}
+
 TEST_CASE("TF32, FP16 and BF16 GEMMs stay close to FP32 (cuda_options::math)") {
     CUDA_TEST_REQUIRE_GPU();
     const tensor x = rand_t({64, 768}, 70), w = rand_t({512, 768}, 71, 0.0f, 0.036f), b = rand_t({512}, 72);

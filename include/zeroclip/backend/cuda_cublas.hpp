@@ -116,6 +116,17 @@ struct context {
         if (const char* env = std::getenv("ZEROCLIP_CUDA_SYNC"); env && std::string(env) == "1")
             options.synchronous = true;
         device_guard guard(device);
+        try {
+            init();
+        } catch (...) {
+            release_all();  // a constructor that throws gets no destructor call
+            throw;
+        }
+    }
+
+    ~context() { release_all(); }
+
+    void init() {
         cudaDeviceProp prop{};
         ZEROCLIP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
         device_name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
@@ -139,7 +150,7 @@ struct context {
         }
     }
 
-    ~context() {
+    void release_all() noexcept {
         device_guard guard(device, std::nothrow);
         if (stream) ZEROCLIP_CUDA_CHECK_PRINT(cudaStreamSynchronize(stream));
         if (blas) {
@@ -150,7 +161,9 @@ struct context {
         }
         if (stream) ZEROCLIP_CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
         if (pool) ZEROCLIP_CUDA_CHECK_PRINT(cudaMemPoolDestroy(pool));
+        stream = nullptr, blas = nullptr, pool = nullptr;
     }
+
     context(const context&) = delete;
     context& operator=(const context&) = delete;
 
@@ -334,6 +347,34 @@ public:
         return y;
     }
 
+    // ---- fused steps (optional ops of backend.hpp; nn/ uses them since this backend has them) --
+    /// act(x · wᵀ + b): the MLP's c_fc and its activation; the bias and activation are one pass
+    /// over the output after the GEMM.
+    tensor linear_activate(const tensor& x, const tensor& w, const tensor& b, activation act) const {
+        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
+        ZEROCLIP_ASSERT(w.dim(1) == k && (b.empty() || b.numel() == n));
+        check_owner(x), check_owner(w), check_owner(b);
+        detail::cuda::device_guard g(ctx_->device);
+        tensor y = make({m, n});
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, 1.0f, w.data(), k, x.data(), k, 0.0f, y.data(), n);
+        elementwise(detail::cuda::kernel_id::bias_act, m * n, y.data(), b.data(), i64(m * n), i64(n),
+                    int32(act_code(act)));
+        return y;
+    }
+
+    /// In place: y += x · wᵀ + b (a residual connection around a linear), as a GEMM accumulating
+    /// into y (beta = 1) and the bias: (y + x·wᵀ) + b, cpu_eigen's order.
+    void linear_add_(tensor& y, const tensor& x, const tensor& w, const tensor& b) const {
+        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
+        ZEROCLIP_ASSERT(w.dim(1) == k && y.numel() == m * n && (b.empty() || b.numel() == n));
+        ZEROCLIP_ASSERT(y.data() != x.data());
+        check_owner(y), check_owner(x), check_owner(w), check_owner(b);
+        detail::cuda::device_guard g(ctx_->device);
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, 1.0f, w.data(), k, x.data(), k, 1.0f, y.data(), n);
+        if (!b.empty())
+            elementwise(detail::cuda::kernel_id::add_broadcast, m * n, y.data(), b.data(), i64(m * n), i64(n));
+    }
+
     // ---- row-wise ops ---------------------------------------------------------------------
     tensor layer_norm(const tensor& x, const tensor& weight, const tensor& bias, double eps) const {
         const int64_t m = rows(x), n = x.shape().back();
@@ -479,6 +520,53 @@ public:
     /// strided-batched GEMM over the images; any other is im2col (a chunk of images at a time, the
     /// column buffer ≤ 128 MiB) followed by a strided-batched GEMM with the weight shared.
     tensor conv2d(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
+        return conv(x, w, b, stride, pad, nullptr, act_none);
+    }
+
+    /// relu(conv2d(x, w, b, stride, pad)), the bias and ReLU in one pass.
+    tensor conv2d_relu(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
+        return conv(x, w, b, stride, pad, nullptr, act_relu);
+    }
+
+    /// relu(conv2d(x, w, b, stride, pad) + residual), residual shaped like the output (the end of
+    /// a ResNet bottleneck), in one pass after the GEMM.
+    tensor conv2d_add_relu(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad,
+                           const tensor& residual) const {
+        check_owner(residual);
+        return conv(x, w, b, stride, pad, &residual, act_relu);
+    }
+
+    /// nn.AvgPool2d(k) (kernel = stride = k, no padding): (N, C, H, W) → (N, C, H/k, W/k).
+    tensor avg_pool2d(const tensor& x, int64_t k) const {
+        const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+        check_owner(x);
+        detail::cuda::device_guard g(ctx_->device);
+        tensor y = make({x.dim(0), x.dim(1), h / k, w / k});
+        elementwise(detail::cuda::kernel_id::avg_pool2d, y.numel(), x.data(), y.data(), i64(planes), int32(h), int32(w),
+                    int32(k), 1.0f / static_cast<float>(k * k));
+        return y;
+    }
+
+    /// Feature maps (N, C, H, W) → tokens (N·(1+H·W), C): per image the spatial mean, then every
+    /// position's channel vector in (y, x) order (AttentionPool2d's token layout).
+    tensor spatial_tokens(const tensor& x) const {
+        const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+        check_owner(x);
+        detail::cuda::device_guard g(ctx_->device);
+        tensor y = make({n * (1 + hw), c});
+        elementwise(detail::cuda::kernel_id::spatial_tokens, y.numel(), x.data(), y.data(), i64(n), i64(c), i64(hw));
+        return y;
+    }
+
+private:
+    using i64 = long long;  // the kernels' 64-bit integer parameter type
+    // Activation codes of the kernels (ACT_* in cuda_kernels.hpp).
+    static constexpr int act_none = 0, act_quick_gelu = 1, act_gelu = 2, act_relu = 3;
+    static int act_code(activation a) { return a == activation::quick_gelu ? act_quick_gelu : act_gelu; }
+
+    /// conv2d with the epilogue act(conv + residual + bias).
+    tensor conv(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad, const tensor* residual,
+                int act) const {
         const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
         const int64_t o = w.dim(0), kh = w.dim(2), kw = w.dim(3);
         ZEROCLIP_ASSERT(w.dim(1) == c && stride >= 1 && pad >= 0);
@@ -507,38 +595,14 @@ public:
                              0.0f, y.data() + first * o * plane, plane, o * plane, count);
             }
         }
-        if (!b.empty()) {
-            ZEROCLIP_ASSERT(b.numel() == o);
-            elementwise(detail::cuda::kernel_id::add_channel_bias, y.numel(), y.data(), b.data(), i64(y.numel()), i64(o),
-                        i64(plane));
-        }
+        ZEROCLIP_ASSERT(b.empty() || b.numel() == o);
+        ZEROCLIP_ASSERT(!residual || residual->numel() == y.numel());
+        if (!b.empty() || residual || act != act_none)
+            elementwise(detail::cuda::kernel_id::channel_bias_act, y.numel(), y.data(), b.data(),
+                        residual ? residual->data() : static_cast<const float*>(nullptr), i64(y.numel()), i64(o),
+                        i64(plane), int32(act));
         return y;
     }
-
-    /// nn.AvgPool2d(k) (kernel = stride = k, no padding): (N, C, H, W) → (N, C, H/k, W/k).
-    tensor avg_pool2d(const tensor& x, int64_t k) const {
-        const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
-        check_owner(x);
-        detail::cuda::device_guard g(ctx_->device);
-        tensor y = make({x.dim(0), x.dim(1), h / k, w / k});
-        elementwise(detail::cuda::kernel_id::avg_pool2d, y.numel(), x.data(), y.data(), i64(planes), int32(h), int32(w),
-                    int32(k), 1.0f / static_cast<float>(k * k));
-        return y;
-    }
-
-    /// Feature maps (N, C, H, W) → tokens (N·(1+H·W), C): per image the spatial mean, then every
-    /// position's channel vector in (y, x) order (AttentionPool2d's token layout).
-    tensor spatial_tokens(const tensor& x) const {
-        const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-        check_owner(x);
-        detail::cuda::device_guard g(ctx_->device);
-        tensor y = make({n * (1 + hw), c});
-        elementwise(detail::cuda::kernel_id::spatial_tokens, y.numel(), x.data(), y.data(), i64(n), i64(c), i64(hw));
-        return y;
-    }
-
-private:
-    using i64 = long long;  // the kernels' 64-bit integer parameter type
 
     static int32_t int32(int64_t v) {
         if (v < INT32_MIN || v > INT32_MAX)
@@ -671,5 +735,8 @@ private:
 };
 
 static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
+static_assert(has_linear_activate_v<cuda_cublas> && has_linear_add_v<cuda_cublas> && has_conv2d_relu_v<cuda_cublas> &&
+                  has_conv2d_add_relu_v<cuda_cublas>,
+              "cuda_cublas's fused ops must match backend.hpp's signatures (or nn/ silently skips them)");
 
 }  // namespace zeroclip

@@ -31,7 +31,8 @@ namespace zeroclip::detail::cuda {
     X(relu)                          \
     X(add)                           \
     X(add_broadcast)                 \
-    X(add_channel_bias)              \
+    X(bias_act)                      \
+    X(channel_bias_act)              \
     X(scale)                         \
     X(l2_normalize)                  \
     X(softmax)                       \
@@ -114,24 +115,33 @@ extern "C" __global__ void zc_layer_norm(const float* __restrict__ x, const floa
     for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = (in[i] - mu) * inv * w[i] + b[i];
 }
 
-// QuickGELU x·σ(1.702x), the activation OpenAI trained CLIP with.
+// Activations, shared by the plain and the fused kernels (act codes: ACT_*).
+#define ACT_NONE 0
+#define ACT_QUICK_GELU 1
+#define ACT_GELU 2
+#define ACT_RELU 3
+__device__ __forceinline__ float activate(float v, int act) {
+    if (act == ACT_QUICK_GELU) return v / (1.0f + expf(-1.702f * v));  // QuickGELU x·σ(1.702x), as OpenAI trained
+    if (act == ACT_GELU) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    if (act == ACT_RELU) return v < 0.0f ? 0.0f : v;  // NaN kept, as torch.relu
+    return v;
+}
+
 extern "C" __global__ void zc_quick_gelu(float* x, i64 n) {
-    GRID_STRIDE(i, n) {
-        const float v = x[i];
-        x[i] = v / (1.0f + expf(-1.702f * v));
-    }
+    GRID_STRIDE(i, n) x[i] = activate(x[i], ACT_QUICK_GELU);
 }
 
 extern "C" __global__ void zc_gelu(float* x, i64 n) {
-    GRID_STRIDE(i, n) {
-        const float v = x[i];
-        x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    }
+    GRID_STRIDE(i, n) x[i] = activate(x[i], ACT_GELU);
 }
 
-// max(x, 0) with NaN kept (torch.relu, cpu_eigen::relu_).
 extern "C" __global__ void zc_relu(float* x, i64 n) {
-    GRID_STRIDE(i, n) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+    GRID_STRIDE(i, n) x[i] = activate(x[i], ACT_RELU);
+}
+
+// The epilogue of a linear: y (rows, cols) = act(y + b[col]) (b may be null).
+extern "C" __global__ void zc_bias_act(float* y, const float* b, i64 n, i64 cols, int act) {
+    GRID_STRIDE(i, n) y[i] = activate(b ? y[i] + b[i % cols] : y[i], act);
 }
 
 extern "C" __global__ void zc_add(float* x, const float* y, i64 n) {
@@ -143,9 +153,16 @@ extern "C" __global__ void zc_add_broadcast(float* x, const float* r, i64 n, i64
     GRID_STRIDE(i, n) x[i] += r[i % block];
 }
 
-// x (N, C, plane) += bias (C) per channel: a conv bias (folded batch norm) in NCHW.
-extern "C" __global__ void zc_add_channel_bias(float* x, const float* bias, i64 n, i64 channels, i64 plane) {
-    GRID_STRIDE(i, n) x[i] += bias[(i / plane) % channels];
+// The epilogue of a convolution, NCHW: y (N, C, plane) = act((y + residual) + bias[c]), in
+// cpu_eigen's order (residual and bias may be null; bias is the folded batch norm's shift).
+extern "C" __global__ void zc_channel_bias_act(float* y, const float* bias, const float* residual, i64 n,
+                                               i64 channels, i64 plane, int act) {
+    GRID_STRIDE(i, n) {
+        float v = y[i];
+        if (residual) v += residual[i];
+        if (bias) v += bias[(i / plane) % channels];
+        y[i] = activate(v, act);
+    }
 }
 
 extern "C" __global__ void zc_scale(float* x, float s, i64 n) {

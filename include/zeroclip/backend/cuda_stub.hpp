@@ -76,10 +76,19 @@ public:
     tensor self_attention(const tensor&, int64_t, int64_t, bool) const { detail::cuda::no_cuda(); }
     tensor attention(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
     tensor conv2d(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
+    tensor conv2d_relu(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
+    tensor conv2d_add_relu(const tensor&, const tensor&, const tensor&, int64_t, int64_t, const tensor&) const {
+        detail::cuda::no_cuda();
+    }
+    tensor linear_activate(const tensor&, const tensor&, const tensor&, activation) const { detail::cuda::no_cuda(); }
+    void linear_add_(tensor&, const tensor&, const tensor&, const tensor&) const { detail::cuda::no_cuda(); }
     tensor avg_pool2d(const tensor&, int64_t) const { detail::cuda::no_cuda(); }
     tensor spatial_tokens(const tensor&) const { detail::cuda::no_cuda(); }
 };
 
 static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
+static_assert(has_linear_activate_v<cuda_cublas> && has_linear_add_v<cuda_cublas> && has_conv2d_relu_v<cuda_cublas> &&
+                  has_conv2d_add_relu_v<cuda_cublas>,
+              "cuda_cublas's fused ops must match backend.hpp's signatures (or nn/ silently skips them)");
 
 }  // namespace zeroclip

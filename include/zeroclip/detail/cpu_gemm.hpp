@@ -120,6 +120,14 @@ inline float activate1(float v, act a) {
 /// panel [kc][16]: 2·MR accumulators, k unrolled by 4.
 template <int MR>
 inline void kernel(int64_t kc, const float* ap, const float* bp, const tile_store& s) {
+    // The tile of C (to be written; read too when accumulating) and of the residual are usually
+    // not in cache (large activations): ask for them now, they arrive while the k loop runs.
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+        __builtin_prefetch(s.c + i * s.ldc, 1, 3);
+        __builtin_prefetch(s.c + i * s.ldc + 15, 1, 3);
+        if (s.residual) __builtin_prefetch(s.residual + i * s.ldc, 0, 3), __builtin_prefetch(s.residual + i * s.ldc + 15, 0, 3);
+    }
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();

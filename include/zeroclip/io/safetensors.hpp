@@ -151,7 +151,10 @@ private:
         std::vector<std::pair<uint64_t, uint64_t>> ranges;
         std::vector<std::string> range_names;
 
-        for (const auto& [name, entry] : header.items()) {
+        for (const auto& item : header.items()) {
+            // Plain names, not a structured binding: C++17 lambdas cannot capture those (clang).
+            const std::string& name = item.key();
+            const nlohmann::json& entry = item.value();
             if (name == "__metadata__") {
                 if (!entry.is_object()) fail("__metadata__ is not an object");
                 for (const auto& [k, v] : entry.items()) {
