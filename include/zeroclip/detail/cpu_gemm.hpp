@@ -116,36 +116,44 @@ inline float activate1(float v, act a) {
     }
 }
 
-/// The tile C[MR×16] (see tile_store) for Ap a packed tile [kc][6] (MR rows used) and Bp a packed
-/// panel [kc][16]: 2·MR accumulators, k unrolled by 4.
-template <int MR>
+/// The tile C[MR×8·NV] (see tile_store) for Ap a packed tile [kc][6] (MR rows used) and Bp a
+/// packed panel [kc][16] (its first 8·NV columns used): MR·NV accumulators, k unrolled by 4.
+/// NV = 1 serves a last panel of ≤ 8 columns at half the cost (7×7 feature maps: 49 = 3·16 + 1).
+template <int MR, int NV>
 inline void kernel(int64_t kc, const float* ap, const float* bp, const tile_store& s) {
     // The tile of C (to be written; read too when accumulating) and of the residual are usually
     // not in cache (large activations): ask for them now, they arrive while the k loop runs.
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
         __builtin_prefetch(s.c + i * s.ldc, 1, 3);
-        __builtin_prefetch(s.c + i * s.ldc + 15, 1, 3);
-        if (s.residual) __builtin_prefetch(s.residual + i * s.ldc, 0, 3), __builtin_prefetch(s.residual + i * s.ldc + 15, 0, 3);
+        if (NV == 2) __builtin_prefetch(s.c + i * s.ldc + 15, 1, 3);
+        if (s.residual) {
+            __builtin_prefetch(s.residual + i * s.ldc, 0, 3);
+            if (NV == 2) __builtin_prefetch(s.residual + i * s.ldc + 15, 0, 3);
+        }
     }
-    __m256 acc[MR][2];
+    __m256 acc[MR][NV];
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+        for (int h = 0; h < NV; ++h) acc[i][h] = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_load_ps(bp + 16 * k), b1 = _mm256_load_ps(bp + 16 * k + 8);
+        __m256 b[NV];
+#pragma GCC unroll 2
+        for (int h = 0; h < NV; ++h) b[h] = _mm256_load_ps(bp + 16 * k + 8 * h);
 #pragma GCC unroll 6
         for (int i = 0; i < MR; ++i) {
             const __m256 a = _mm256_broadcast_ss(ap + mr_stride * k + i);
-            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+#pragma GCC unroll 2
+            for (int h = 0; h < NV; ++h) acc[i][h] = _mm256_fmadd_ps(a, b[h], acc[i][h]);
         }
     }
-    if (s.cols == 16) {
+    if (s.cols == 8 * NV) {
 #pragma GCC unroll 6
         for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; ++h) {
+            for (int h = 0; h < NV; ++h) {
                 float* out = s.c + i * s.ldc + 8 * h;
                 __m256 v = acc[i][h];
                 if (!s.overwrite) v = _mm256_add_ps(v, _mm256_loadu_ps(out));
@@ -159,12 +167,11 @@ inline void kernel(int64_t kc, const float* ap, const float* bp, const tile_stor
             }
         }
     } else {
-        alignas(32) float tmp[MR][16];
+        alignas(32) float tmp[MR][8 * NV];
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; ++i) {
-            _mm256_store_ps(tmp[i], acc[i][0]);
-            _mm256_store_ps(tmp[i] + 8, acc[i][1]);
-        }
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+            for (int h = 0; h < NV; ++h) _mm256_store_ps(tmp[i] + 8 * h, acc[i][h]);
         for (int i = 0; i < MR; ++i) {
             float* out = s.c + i * s.ldc;
             for (int64_t j = 0; j < s.cols; ++j) {
@@ -180,15 +187,21 @@ inline void kernel(int64_t kc, const float* ap, const float* bp, const tile_stor
     }
 }
 
-inline void run_kernel(int mr, int64_t kc, const float* ap, const float* bp, const tile_store& s) {
+template <int NV>
+inline void run_kernel_nv(int mr, int64_t kc, const float* ap, const float* bp, const tile_store& s) {
     switch (mr) {
-        case 6: kernel<6>(kc, ap, bp, s); break;
-        case 5: kernel<5>(kc, ap, bp, s); break;
-        case 4: kernel<4>(kc, ap, bp, s); break;
-        case 3: kernel<3>(kc, ap, bp, s); break;
-        case 2: kernel<2>(kc, ap, bp, s); break;
-        default: kernel<1>(kc, ap, bp, s); break;
+        case 6: kernel<6, NV>(kc, ap, bp, s); break;
+        case 5: kernel<5, NV>(kc, ap, bp, s); break;
+        case 4: kernel<4, NV>(kc, ap, bp, s); break;
+        case 3: kernel<3, NV>(kc, ap, bp, s); break;
+        case 2: kernel<2, NV>(kc, ap, bp, s); break;
+        default: kernel<1, NV>(kc, ap, bp, s); break;
     }
+}
+
+inline void run_kernel(int mr, int64_t kc, const float* ap, const float* bp, const tile_store& s) {
+    if (s.cols > 8) run_kernel_nv<2>(mr, kc, ap, bp, s);
+    else run_kernel_nv<1>(mr, kc, ap, bp, s);
 }
 
 /// 8×8 transpose of r[0..8) in place.

@@ -53,10 +53,18 @@ struct text_transformer {
             for (int64_t t = 0; t < used; ++t) ids[static_cast<size_t>(b * used + t)] = tokens[b * length + t];
         tensor x = be.gather_rows(token_embedding, ids);                     // (N·used, width)
         be.add_broadcast_(x, be.slice_rows(positional_embedding, 0, used));
-        for (const auto& block : resblocks) block.forward(be, x, batch, /*causal=*/true);
         std::vector<int64_t> pick(static_cast<size_t>(batch));
-        for (int64_t b = 0; b < batch; ++b) pick[static_cast<size_t>(b)] = b * used + eot[static_cast<size_t>(b)];
-        tensor pooled = ln_final.forward(be, be.gather_rows(x, pick));      // (N, width)
+        bool all_end_last = true;  // every prompt's end-of-text token is the last position computed
+        for (int64_t b = 0; b < batch; ++b) {
+            pick[static_cast<size_t>(b)] = b * used + eot[static_cast<size_t>(b)];
+            all_end_last = all_end_last && eot[static_cast<size_t>(b)] == used - 1;
+        }
+        // Then the last block is needed at those rows only: under the causal mask they see every
+        // position, so attention without a mask over all keys is exact for them.
+        const size_t full = resblocks.size() - (all_end_last && !resblocks.empty() ? 1 : 0);
+        for (size_t i = 0; i < full; ++i) resblocks[i].forward(be, x, batch, /*causal=*/true);
+        tensor last = full < resblocks.size() ? resblocks.back().forward_rows(be, x, batch, pick) : be.gather_rows(x, pick);
+        tensor pooled = ln_final.forward(be, last);                          // (N, width)
         return be.matmul(pooled, text_projection);                           // (N, embed_dim)
     }
 };

@@ -46,11 +46,13 @@ struct vision_transformer {
         x = be.prepend_row(x, class_embedding, batch);                   // (N·(1+grid²), width)
         be.add_broadcast_(x, positional_embedding);
         x = ln_pre.forward(be, x);
-        for (const auto& block : resblocks) block.forward(be, x, batch, /*causal=*/false);
         const int64_t tokens = 1 + static_cast<int64_t>(cfg.grid()) * cfg.grid();
         std::vector<int64_t> cls(static_cast<size_t>(batch));
         for (int64_t b = 0; b < batch; ++b) cls[static_cast<size_t>(b)] = b * tokens;
-        tensor pooled = ln_post.forward(be, be.gather_rows(x, cls));    // (N, width)
+        // Only the class token is pooled, so the last block is computed at that row alone (exact).
+        for (size_t i = 0; i + 1 < resblocks.size(); ++i) resblocks[i].forward(be, x, batch, /*causal=*/false);
+        tensor last = resblocks.empty() ? be.gather_rows(x, cls) : resblocks.back().forward_rows(be, x, batch, cls);
+        tensor pooled = ln_post.forward(be, last);                      // (N, width)
         return be.matmul(pooled, proj);                                  // (N, embed_dim)
     }
 };

@@ -30,6 +30,18 @@ struct self_attention {
         out_proj.forward_add_(be, y, heads_output(be, x, batch, causal));
     }
 
+    /// In place: y += forward(x) at one row per sample only, x_rows (batch, width) being those rows
+    /// of x: queries from those rows, keys and values from all. Unmasked, so with a causal mask
+    /// it is exact only for rows that see all of their sample (its last token).
+    void forward_rows_add_(const Backend& be, tensor& y, const tensor& x, const tensor& x_rows, int64_t batch) const {
+        const int64_t w = in_proj_weight.dim(1);
+        auto part = [&](const tensor& t, int64_t i) { return be.slice_rows(t, i * w, w); };  // q, k, v
+        const tensor q = be.linear(x_rows, part(in_proj_weight, 0), part(in_proj_bias, 0));
+        const tensor k = be.linear(x, part(in_proj_weight, 1), part(in_proj_bias, 1));
+        const tensor v = be.linear(x, part(in_proj_weight, 2), part(in_proj_bias, 2));
+        out_proj.forward_add_(be, y, be.attention(q, k, v, batch, heads));
+    }
+
 private:
     /// The heads' outputs side by side, before out_proj.
     tensor heads_output(const Backend& be, const tensor& x, int64_t batch, bool causal) const {

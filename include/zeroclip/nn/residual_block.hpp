@@ -30,6 +30,17 @@ struct residual_block {
         attn.forward_add_(be, x, ln_1.forward(be, x), batch, causal);
         mlp.forward_add_(be, x, ln_2.forward(be, x));
     }
+
+    /// The block's output at `rows` of x only, one row per sample → (batch, width). Exact: the
+    /// other rows reach those only as attention's keys and values. Each row must see all of its
+    /// sample (any row without a mask; the last one under a causal mask).
+    tensor forward_rows(const Backend& be, const tensor& x, int64_t batch, const std::vector<int64_t>& rows) const {
+        const tensor h = ln_1.forward(be, x);
+        tensor y = be.gather_rows(x, rows);
+        attn.forward_rows_add_(be, y, h, be.gather_rows(h, rows), batch);
+        mlp.forward_add_(be, y, ln_2.forward(be, y));
+        return y;
+    }
 };
 
 /// The blocks of a transformer: `resblocks.0`, `resblocks.1`, ... — depth is runtime data.
