@@ -198,6 +198,26 @@ TEST_CASE("cpu backend: row ops (layer norm, activations, softmax) against doubl
     }
 }
 
+TEST_CASE("cpu backend: 2x2 and 3x3 average pooling, odd sizes") {
+    std::mt19937 rng(13);
+    const cpu_eigen be;
+    for (int64_t k : {2, 3})
+        for (int64_t size : {5, 17, 35}) {
+            const tensor x = random_tensor({2, 3, size, size + 1}, rng);
+            const int64_t ho = size / k, wo = (size + 1) / k;
+            std::vector<double> ref(static_cast<size_t>(6 * ho * wo));
+            for (int64_t p = 0; p < 6; ++p)
+                for (int64_t oy = 0; oy < ho; ++oy)
+                    for (int64_t ox = 0; ox < wo; ++ox) {
+                        double sum = 0;
+                        for (int64_t ky = 0; ky < k; ++ky)
+                            for (int64_t kx = 0; kx < k; ++kx) sum += x[(p * size + oy * k + ky) * (size + 1) + ox * k + kx];
+                        ref[static_cast<size_t>((p * ho + oy) * wo + ox)] = sum / static_cast<double>(k * k);
+                    }
+            CHECK(rel_err(be.avg_pool2d(x, k), ref) < 1e-6);
+        }
+}
+
 TEST_CASE("cpu backend: F16 and BF16 conversion is exact for every 16-bit pattern") {
     std::vector<unsigned char> bytes(2 * 65536 + 6);  // + an odd offset and a short tail
     for (uint32_t v = 0; v < 65536; ++v) {

@@ -252,6 +252,11 @@ public:
             for (int64_t pl = p0; pl < p1; ++pl) {
                 const float* in = src + pl * h * w;
                 float* out = dst + pl * ho * wo;
+                if (k == 2) {  // the ResNet's case: sum of two rows, then of neighbouring pairs
+                    for (int64_t oy = 0; oy < ho; ++oy)
+                        detail::cpu::pool2_row(in + 2 * oy * w, in + (2 * oy + 1) * w, out + oy * wo, wo, inv);
+                    continue;
+                }
                 for (int64_t oy = 0; oy < ho; ++oy)
                     for (int64_t ox = 0; ox < wo; ++ox) {
                         float sum = 0;
@@ -312,7 +317,7 @@ private:
         ZEROCLIP_ASSERT(w.dim(1) == c && stride >= 1 && pad >= 0);
         const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (wd + 2 * pad - kw) / stride + 1;
         ZEROCLIP_ASSERT(ho > 0 && wo > 0);
-        const int64_t k = c * kh * kw, plane = ho * wo;
+        const int64_t plane = ho * wo;
         tensor y = make({n, o, ho, wo});
         ZEROCLIP_ASSERT(!residual || residual->numel() == y.numel());
         detail::cpu::epilogue ep;

@@ -2,7 +2,7 @@
 //!  alloc_floats   not zero-filled (it is about to be written), 2 MiB-aligned and advised for
 //!                 transparent huge pages from 4 MiB up (fewer page faults and TLB misses).
 //!  output_floats  the same, for op outputs, recycled: a freed buffer of 256 KiB or more goes back
-//!                 to a small cache (≤ 512 MiB, ZEROCLIP_CACHE_MIB) that the next output of a
+//!                 to a cache (≤ 1 GiB, ZEROCLIP_CACHE_MIB) that the next output of a
 //!                 similar size reuses. Without it every large activation is a fresh mapping whose
 //!                 pages the kernel zero-fills at first touch (and malloc zero-filled again before
 //!                 that): a tenth of a ResNet forward at batch 16 on a VM.
@@ -73,7 +73,7 @@ public:
 private:
     buffer_cache() {
         const char* v = std::getenv("ZEROCLIP_CACHE_MIB");
-        limit_ = (v && *v ? static_cast<size_t>(std::atoll(v)) : size_t{512}) << 20;
+        limit_ = (v && *v ? static_cast<size_t>(std::atoll(v)) : size_t{1024}) << 20;
     }
 
     void put(float* p, size_t cap) {

@@ -298,11 +298,21 @@ inline void pack_b(const float* B, int64_t ldb, int64_t kc, int64_t nb, float* o
     }
 }
 
-/// dst[0, n) = src[0, n) (short spans: inline, no call).
+/// dst[0, n) = src[0, n), and zero_floats: short spans inline, in vectors (a scalar loop would be
+/// turned into a memmove / memset call, which costs more than these copies of a few dozen floats).
 inline void copy_floats(float* dst, const float* src, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-    for (; i < n; ++i) dst[i] = src[i];
+    if (i < n) {
+        const __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
+    }
+}
+
+inline void zero_floats(float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_setzero_ps());
+    if (i < n) _mm256_maskstore_ps(dst + i, tail_mask(n - i), _mm256_setzero_ps());
 }
 
 /// The im2col matrix of one image (C, H, W) for a kh×kw convolution — row k = (c, ky, kx), column
@@ -325,7 +335,7 @@ inline void pack_im2col(const float* img, int64_t h, int64_t w, int64_t kh, int6
     }
     const int64_t panels = (nb + 15) / 16;
     alignas(32) float line[64];
-    std::fill(line + nb, line + panels * 16, 0.0f);
+    zero_floats(line + nb, panels * 16 - nb);
     for (int64_t kk = 0; kk < kc; ++kk) {
         const int64_t k = p + kk, ch = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
         const float* plane = img + ch * h * w;
@@ -334,16 +344,16 @@ inline void pack_im2col(const float* img, int64_t h, int64_t w, int64_t kh, int6
             float* dst = line + u.col;
             const int64_t iy = u.oy * stride - pad + ky;
             if (iy < 0 || iy >= h) {
-                std::fill_n(dst, u.len, 0.0f);
+                zero_floats(dst, u.len);
                 continue;
             }
             const float* src = plane + iy * w;
             const int64_t ix0 = u.ox * stride - pad + kx;
             if (stride == 1) {  // zeros, a copy, zeros
                 const int64_t lo = std::clamp<int64_t>(-ix0, 0, u.len), hi = std::clamp<int64_t>(w - ix0, lo, u.len);
-                for (int64_t e = 0; e < lo; ++e) dst[e] = 0.0f;
+                zero_floats(dst, lo);
                 copy_floats(dst + lo, src + ix0 + lo, hi - lo);
-                for (int64_t e = hi; e < u.len; ++e) dst[e] = 0.0f;
+                zero_floats(dst + hi, u.len - hi);
             } else {
                 for (int64_t e = 0; e < u.len; ++e) {
                     const int64_t ix = ix0 + e * stride;

@@ -129,6 +129,28 @@ inline void add(float* x, const float* y, int64_t n) {
     for (; i < n; ++i) x[i] += y[i];
 }
 
+/// out[i] = (a[2i] + a[2i+1] + b[2i] + b[2i+1]) · scale for i < n: one output row of a 2×2
+/// average pool, summed in the same order as the generic loop ((a0 + a1) + b0) + b1.
+inline void pool2_row(const float* a, const float* b, float* out, int64_t n, float scale) {
+    int64_t i = 0;
+#ifdef ZEROCLIP_CPU_AVX2
+    const __m256 s = _mm256_set1_ps(scale);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (; i + 8 <= n; i += 8) {
+        // Deinterleave 16 inputs of each row into (even lanes, odd lanes).
+        const __m256 a0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(a + 2 * i), even);
+        const __m256 a1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(a + 2 * i + 8), even);
+        const __m256 b0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(b + 2 * i), even);
+        const __m256 b1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(b + 2 * i + 8), even);
+        const __m256 ae = _mm256_permute2f128_ps(a0, a1, 0x20), ao = _mm256_permute2f128_ps(a0, a1, 0x31);
+        const __m256 be = _mm256_permute2f128_ps(b0, b1, 0x20), bo = _mm256_permute2f128_ps(b0, b1, 0x31);
+        const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(ae, ao), be), bo);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(sum, s));
+    }
+#endif
+    for (; i < n; ++i) out[i] = (((a[2 * i] + a[2 * i + 1]) + b[2 * i]) + b[2 * i + 1]) * scale;
+}
+
 /// Layer norm of one row: mean and variance in double (two passes), then
 /// out = (in − mean) · rstd · w + b in float.
 inline void layer_norm_row(const float* in, float* out, int64_t n, const float* w, const float* b, double eps) {
