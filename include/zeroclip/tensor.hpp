@@ -63,6 +63,9 @@ public:
     size_t ndim() const { return shape_.size(); }
     int64_t numel() const { return shape_numel(shape_); }
     bool empty() const { return !data_; }
+    /// The owner of the memory (shared by every view of it): with data(), it identifies a weight
+    /// for the backends' caches of weights laid out for their products.
+    std::shared_ptr<const void> owner() const { return data_; }
 
     T* data() { return data_.get(); }
     const T* data() const { return data_.get(); }

@@ -88,14 +88,46 @@ TEST_CASE("cpu backend: matmul, and products over K = 0") {
     for (int i = 0; i < 12; ++i) CHECK(c[static_cast<size_t>(i)] == bias[static_cast<size_t>(i % 4)]);
 }
 
+namespace {
+
+// Convolution of NCHW x by w (o, c, k, k) plus bias, in double.
+std::vector<double> reference_conv(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) {
+    const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3), o = w.dim(0), k = w.dim(2);
+    const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1;
+    std::vector<double> ref(static_cast<size_t>(n * o * ho * wo));
+    for (int64_t img = 0; img < n; ++img)
+        for (int64_t oc = 0; oc < o; ++oc)
+            for (int64_t oy = 0; oy < ho; ++oy)
+                for (int64_t ox = 0; ox < wo; ++ox) {
+                    double sum = b[oc];
+                    for (int64_t ic = 0; ic < c; ++ic)
+                        for (int64_t ky = 0; ky < k; ++ky)
+                            for (int64_t kx = 0; kx < k; ++kx) {
+                                const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                                sum += static_cast<double>(x[((img * c + ic) * h + iy) * wd + ix]) *
+                                       w[((oc * c + ic) * k + ky) * k + kx];
+                            }
+                    ref[static_cast<size_t>(((img * o + oc) * ho + oy) * wo + ox)] = sum;
+                }
+    return ref;
+}
+
+}  // namespace
+
 TEST_CASE("cpu backend: convolutions (1x1, 3x3, strided, padded) with fused ReLU and residual") {
     std::mt19937 rng(5);
     const cpu_eigen be;
     struct shape {
         int64_t n, c, h, w, o, k, stride, pad;
     };
+    // The last four are 3x3 stride-1 convolutions with ≥ 64 input channels, which run by
+    // Winograd's F(2x2, 3x3): odd sizes (clipped tiles), rows wide enough for the 8-tile vector
+    // transforms, blocks of tiles that span images, and a single pixel.
     for (const shape s : {shape{2, 3, 17, 19, 5, 3, 2, 1}, shape{3, 8, 9, 9, 7, 3, 1, 1}, shape{2, 16, 7, 7, 33, 1, 1, 0},
-                          shape{2, 5, 7, 6, 11, 2, 2, 0}, shape{1, 4, 5, 5, 3, 5, 1, 2}, shape{2, 12, 20, 3, 70, 3, 1, 1}}) {
+                          shape{2, 5, 7, 6, 11, 2, 2, 0}, shape{1, 4, 5, 5, 3, 5, 1, 2}, shape{2, 12, 20, 3, 70, 3, 1, 1},
+                          shape{3, 64, 33, 31, 37, 3, 1, 1}, shape{2, 72, 7, 7, 70, 3, 1, 1}, shape{2, 64, 18, 40, 9, 3, 1, 1},
+                          shape{1, 80, 1, 1, 13, 3, 1, 1}, shape{2, 32, 12, 13, 16, 3, 1, 1}}) {
         CAPTURE(s.c);
         CAPTURE(s.h);
         CAPTURE(s.k);
@@ -103,22 +135,7 @@ TEST_CASE("cpu backend: convolutions (1x1, 3x3, strided, padded) with fused ReLU
         const tensor x = random_tensor({s.n, s.c, s.h, s.w}, rng), w = random_tensor({s.o, s.c, s.k, s.k}, rng);
         const tensor b = random_tensor({s.o}, rng);
         const int64_t ho = (s.h + 2 * s.pad - s.k) / s.stride + 1, wo = (s.w + 2 * s.pad - s.k) / s.stride + 1;
-        std::vector<double> ref(static_cast<size_t>(s.n * s.o * ho * wo));
-        for (int64_t img = 0; img < s.n; ++img)
-            for (int64_t o = 0; o < s.o; ++o)
-                for (int64_t oy = 0; oy < ho; ++oy)
-                    for (int64_t ox = 0; ox < wo; ++ox) {
-                        double sum = b[o];
-                        for (int64_t c = 0; c < s.c; ++c)
-                            for (int64_t ky = 0; ky < s.k; ++ky)
-                                for (int64_t kx = 0; kx < s.k; ++kx) {
-                                    const int64_t iy = oy * s.stride - s.pad + ky, ix = ox * s.stride - s.pad + kx;
-                                    if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
-                                    sum += static_cast<double>(x[((img * s.c + c) * s.h + iy) * s.w + ix]) *
-                                           w[((o * s.c + c) * s.k + ky) * s.k + kx];
-                                }
-                        ref[static_cast<size_t>(((img * s.o + o) * ho + oy) * wo + ox)] = sum;
-                    }
+        const std::vector<double> ref = reference_conv(x, w, b, s.stride, s.pad);
         CHECK(rel_err(be.conv2d(x, w, b, s.stride, s.pad), ref) < 1e-5);
         std::vector<double> relu(ref), add_relu(ref);
         const tensor residual = random_tensor({s.n, s.o, ho, wo}, rng);
@@ -129,6 +146,22 @@ TEST_CASE("cpu backend: convolutions (1x1, 3x3, strided, padded) with fused ReLU
         CHECK(rel_err(be.conv2d_relu(x, w, b, s.stride, s.pad), relu) < 1e-5);
         CHECK(rel_err(be.conv2d_add_relu(x, w, b, s.stride, s.pad, residual), add_relu) < 1e-5);
     }
+}
+
+TEST_CASE("cpu backend: weights transformed for a convolution follow the weight tensor") {
+    // The CPU backend keeps the Winograd transform of each 3x3 weight it has seen, by address and
+    // owner: a new weight in freed memory, or another view of the same memory, must not reuse it.
+    std::mt19937 rng(9);
+    const cpu_eigen be;
+    const tensor x = random_tensor({1, 64, 6, 5}, rng), b = random_tensor({8}, rng);
+    for (int round = 0; round < 3; ++round) {
+        const tensor w = random_tensor({8, 64, 3, 3}, rng);  // often at the address the last one freed
+        CHECK(rel_err(be.conv2d(x, w, b, 1, 1), reference_conv(x, w, b, 1, 1)) < 1e-5);
+    }
+    tensor w = random_tensor({8, 64, 3, 3}, rng);
+    CHECK(rel_err(be.conv2d(x, w, b, 1, 1), reference_conv(x, w, b, 1, 1)) < 1e-5);
+    const tensor half = w.slice_rows(0, 4);  // same address and owner, other shape
+    CHECK(rel_err(be.conv2d(x, half, b.slice_rows(0, 4), 1, 1), reference_conv(x, half, b.slice_rows(0, 4), 1, 1)) < 1e-5);
 }
 
 TEST_CASE("cpu backend: attention on strided q, k, v rows, causal or not") {

@@ -17,6 +17,9 @@
 //!              linear_add_(y, x, w, b)        y += x·wᵀ + b
 //!              conv2d_relu(x, w, b, stride, pad)                relu(conv2d(...))
 //!              conv2d_add_relu(x, w, b, stride, pad, residual)  relu(conv2d(...) + residual)
+//!  preparation (optional, called once at load)
+//!              prepare_conv2d(w, stride, pad)  lay a convolution's weight out for the backend's
+//!                                              products now rather than at its first use
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
@@ -91,6 +94,11 @@ struct has_conv2d_add_relu<B, std::void_t<decltype(std::declval<const B&>().conv
                                   std::declval<const tensor_of<B>&>(), std::declval<const tensor_of<B>&>(),
                                   std::declval<const tensor_of<B>&>(), int64_t{}, int64_t{},
                                   std::declval<const tensor_of<B>&>()))>> : std::true_type {};
+template <class B, class = void>
+struct has_prepare_conv2d : std::false_type {};
+template <class B>
+struct has_prepare_conv2d<B, std::void_t<decltype(std::declval<const B&>().prepare_conv2d(
+                                 std::declval<const tensor_of<B>&>(), int64_t{}, int64_t{}))>> : std::true_type {};
 }  // namespace detail
 
 /// Whether B has each optional fused op.
@@ -102,5 +110,7 @@ template <class B>
 inline constexpr bool has_conv2d_relu_v = detail::has_conv2d_relu<B>::value;
 template <class B>
 inline constexpr bool has_conv2d_add_relu_v = detail::has_conv2d_add_relu<B>::value;
+template <class B>
+inline constexpr bool has_prepare_conv2d_v = detail::has_prepare_conv2d<B>::value;
 
 }  // namespace zeroclip

@@ -4,8 +4,10 @@
 //! Matrix products (linear, matmul, conv2d, the two products of attention) run on
 //! detail/cpu_gemm.hpp: an AVX2+FMA packed-panel kernel when the compiler targets it
 //! (-march=native on x86-64), Eigen's GEMM otherwise; bias and activation are applied to each
-//! block of the output while it is still in cache. Row-wise ops use detail/cpu_vec.hpp (vector
-//! exp, layer norm in double). Work is shared by OpenMP threads that take tasks from a counter
+//! block of the output while it is still in cache. 3×3 stride-1 convolutions with ≥ 32 input
+//! channels run by Winograd's F(2×2, 3×3) (detail/cpu_winograd.hpp: 2.25× fewer products; the
+//! transformed weights are made once, at load, by prepare_conv2d). Row-wise ops use
+//! detail/cpu_vec.hpp (vector exp, layer norm in double). Work is shared by OpenMP threads that take tasks from a counter
 //! (detail/cpu_parallel.hpp): a thread the OS preempts on a busy machine slows a step down by
 //! its share, not by the whole step; small ops stay on the calling thread. Scratch buffers are
 //! per thread and reused, so a forward pass allocates only its output tensors.
@@ -21,6 +23,7 @@
 #include "../detail/cpu_gemm.hpp"
 #include "../detail/cpu_parallel.hpp"
 #include "../detail/cpu_vec.hpp"
+#include "../detail/cpu_winograd.hpp"
 #include "../models/config.hpp"
 #include "../tensor.hpp"
 
@@ -82,6 +85,18 @@ public:
         ep.bias = b.empty() ? nullptr : b.data();
         ep.accumulate = true;
         detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+    }
+
+    /// Makes (and keeps) the Winograd transform of a 3×3 weight that conv2d will use, so that the
+    /// first forward pass does not pay for it; other weights need nothing.
+    void prepare_conv2d(const tensor& w, int64_t stride, int64_t pad) const {
+#ifdef ZEROCLIP_CPU_AVX2
+        ZEROCLIP_ASSERT(w.ndim() == 4);
+        if (detail::cpu::winograd_applies(w.dim(1), w.dim(2), w.dim(3), stride, pad))
+            detail::cpu::winograd_cached(w.data(), w.owner(), w.dim(0), w.dim(1));
+#else
+        (void)w, (void)stride, (void)pad;
+#endif
     }
 
     /// relu(conv2d(x, w, b, stride, pad)).
@@ -324,6 +339,13 @@ private:
         ep.bias = b.empty() ? nullptr : b.data();
         ep.residual = residual ? residual->data() : nullptr;
         ep.activation = act;
+#ifdef ZEROCLIP_CPU_AVX2
+        if (detail::cpu::winograd_applies(c, kh, kw, stride, pad)) {
+            const auto prepared = detail::cpu::winograd_cached(w.data(), w.owner(), o, c);
+            detail::cpu::conv2d_winograd(x.data(), n, h, wd, *prepared, y.data(), ep);
+            return y;
+        }
+#endif
         if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
             detail::cpu::gemm_nn(o, plane, c, w.data(), c, x.data(), plane, y.data(), plane, ep, n, c * plane,
                                  o * plane);

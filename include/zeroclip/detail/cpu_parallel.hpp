@@ -200,9 +200,9 @@ void parallel_for(int64_t n, int64_t grain, F&& fn) {
 }
 
 /// A per-thread scratch buffer of at least `n` floats, 64-byte aligned, kept between calls (no
-/// allocation once the largest size has been seen). `slot` (0-3) separates buffers in use at once.
+/// allocation once the largest size has been seen). `slot` (0-5) separates buffers in use at once.
 inline float* scratch(size_t n, int slot = 0) {
-    thread_local std::vector<float> buffers[4];
+    thread_local std::vector<float> buffers[6];
     std::vector<float>& b = buffers[slot];
     if (b.size() < n + 16) b.resize(n + 16);
     const auto p = reinterpret_cast<uintptr_t>(b.data());

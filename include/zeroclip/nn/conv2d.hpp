@@ -38,7 +38,9 @@ struct conv2d {
                 folded[i] = static_cast<float>(w[i] * s);
             shift[o] = static_cast<float>(beta[o] - mean[o] * s);
         }
-        return {be.upload(folded), be.upload(shift), stride, pad};
+        conv2d layer{be.upload(folded), be.upload(shift), stride, pad};
+        if constexpr (has_prepare_conv2d_v<Backend>) be.prepare_conv2d(layer.weight, stride, pad);
+        return layer;
     }
 
     /// x (N, in, H, W) → (N, out, H', W').
