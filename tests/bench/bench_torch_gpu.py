@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch reference timing for bench_gpu: the official CLIP architecture (a compact but faithful
 re-implementation of openai/CLIP clip/model.py: ViT, ModifiedResNet with AttentionPool2d, the text
-transformer) with random weights on CUDA, ViT-B/32 and RN50 shapes, encode_image at batch 1, 32 and
-256 and encode_text at batch 256, in fp32 (TF32 off), tf32 and fp16 (model.half(), as clip.load
-gives on CUDA).
+transformer; the classes of tests/bench/torch_clip.py, the CPU benchmark's PyTorch peer) with random
+weights on CUDA, ViT-B/32 and RN50 shapes, encode_image at batch 1, 32 and 256 and encode_text at
+batch 256, in fp32 (TF32 off), tf32 and fp16 (model.half(), as clip.load gives on CUDA).
 
 Times are measured like zeroclip's bench_gpu: end to end, host (pageable) float32 tensors in, host
 float32 embeddings out. The "on-device" column excludes the transfers (inputs already on the GPU).
@@ -14,223 +14,47 @@ usage: bench_torch_gpu.py [--seconds S] [--models vit-b32,rn50] [--batches 1,32,
 exit status: 0 measured, 2 no PyTorch with CUDA.
 """
 import argparse
-import collections
+import os
 import sys
 import time
 
 try:
     import torch
-    import torch.nn.functional as F
-    from torch import nn
 except ImportError:  # pragma: no cover - depends on the machine
     print("bench_torch_gpu: PyTorch is not installed; nothing to measure")
     sys.exit(2)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_clip import CLIP  # noqa: E402  (the architecture, shared with the CPU benchmark's PyTorch peer)
 
-# ---- the architecture (openai/CLIP clip/model.py, same module structure and forward) ----------
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu3 = nn.ReLU(inplace=True)
-        self.downsample = None
-        self.stride = stride
-        if stride > 1 or inplanes != planes * Bottleneck.expansion:
-            self.downsample = nn.Sequential(collections.OrderedDict([
-                ("-1", nn.AvgPool2d(stride)),
-                ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, stride=1, bias=False)),
-                ("1", nn.BatchNorm2d(planes * self.expansion))]))
-
-    def forward(self, x):
-        identity = x
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
-        out = self.avgpool(out)
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu3(out)
-
-
-class AttentionPool2d(nn.Module):
-    def __init__(self, spacial_dim, embed_dim, num_heads, output_dim=None):
-        super().__init__()
-        self.positional_embedding = nn.Parameter(torch.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5)
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.c_proj = nn.Linear(embed_dim, output_dim or embed_dim)
-        self.num_heads = num_heads
-
-    def forward(self, x):
-        x = x.flatten(start_dim=2).permute(2, 0, 1)  # NCHW -> (HW)NC
-        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW+1)NC
-        x = x + self.positional_embedding[:, None, :].to(x.dtype)
-        x, _ = F.multi_head_attention_forward(
-            query=x[:1], key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=self.num_heads,
-            q_proj_weight=self.q_proj.weight, k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight,
-            in_proj_weight=None, in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
-            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0, out_proj_weight=self.c_proj.weight,
-            out_proj_bias=self.c_proj.bias, use_separate_proj_weight=True, training=self.training,
-            need_weights=False)
-        return x.squeeze(0)
-
-
-class ModifiedResNet(nn.Module):
-    def __init__(self, layers, output_dim, heads, input_resolution=224, width=64):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width // 2, kernel_size=3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width // 2)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width // 2, width // 2, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width // 2)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.conv3 = nn.Conv2d(width // 2, width, kernel_size=3, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(width)
-        self.relu3 = nn.ReLU(inplace=True)
-        self.avgpool = nn.AvgPool2d(2)
-        self._inplanes = width
-        self.layer1 = self._make_layer(width, layers[0])
-        self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
-        self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
-        self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
-        embed_dim = width * 32
-        self.attnpool = AttentionPool2d(input_resolution // 32, embed_dim, heads, output_dim)
-
-    def _make_layer(self, planes, blocks, stride=1):
-        layers = [Bottleneck(self._inplanes, planes, stride)]
-        self._inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        x = x.type(self.conv1.weight.dtype)
-        x = self.relu1(self.bn1(self.conv1(x)))
-        x = self.relu2(self.bn2(self.conv2(x)))
-        x = self.relu3(self.bn3(self.conv3(x)))
-        x = self.avgpool(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.attnpool(x)
-
-
-class LayerNorm(nn.LayerNorm):
-    """fp16 support: computes in float32, as OpenAI's subclass."""
-
-    def forward(self, x):
-        orig_type = x.dtype
-        return super().forward(x.type(torch.float32)).type(orig_type)
-
-
-class QuickGELU(nn.Module):
-    def forward(self, x):
-        return x * torch.sigmoid(1.702 * x)
-
-
-class ResidualAttentionBlock(nn.Module):
-    def __init__(self, d_model, n_head, attn_mask=None):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(d_model, n_head)
-        self.ln_1 = LayerNorm(d_model)
-        self.mlp = nn.Sequential(collections.OrderedDict([
-            ("c_fc", nn.Linear(d_model, d_model * 4)), ("gelu", QuickGELU()),
-            ("c_proj", nn.Linear(d_model * 4, d_model))]))
-        self.ln_2 = LayerNorm(d_model)
-        self.attn_mask = attn_mask
-
-    def attention(self, x):
-        mask = self.attn_mask.to(dtype=x.dtype, device=x.device) if self.attn_mask is not None else None
-        return self.attn(x, x, x, need_weights=False, attn_mask=mask)[0]
-
-    def forward(self, x):
-        x = x + self.attention(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class Transformer(nn.Module):
-    def __init__(self, width, layers, heads, attn_mask=None):
-        super().__init__()
-        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, attn_mask) for _ in range(layers)])
-
-    def forward(self, x):
-        return self.resblocks(x)
-
-
-class VisionTransformer(nn.Module):
-    def __init__(self, input_resolution, patch_size, width, layers, heads, output_dim):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
-        scale = width ** -0.5
-        self.class_embedding = nn.Parameter(scale * torch.randn(width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn((input_resolution // patch_size) ** 2 + 1, width))
-        self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_post = LayerNorm(width)
-        self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
-
-    def forward(self, x):
-        x = self.conv1(x)  # shape = [*, width, grid, grid]
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype,
-                                                               device=x.device)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
-        x = self.transformer(x).permute(1, 0, 2)
-        return self.ln_post(x[:, 0, :]) @ self.proj
-
-
-class CLIP(nn.Module):
-    def __init__(self, embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
-                 context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12):
-        super().__init__()
-        self.context_length = context_length
-        if isinstance(vision_layers, (tuple, list)):
-            self.visual = ModifiedResNet(vision_layers, embed_dim, vision_width * 32 // 64, image_resolution,
-                                         vision_width)
-        else:
-            self.visual = VisionTransformer(image_resolution, vision_patch_size, vision_width, vision_layers,
-                                            vision_width // 64, embed_dim)
-        mask = torch.empty(context_length, context_length).fill_(float("-inf")).triu_(1)
-        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, mask)
-        self.token_embedding = nn.Embedding(vocab_size, transformer_width)
-        self.positional_embedding = nn.Parameter(torch.randn(context_length, transformer_width) * 0.01)
-        self.ln_final = LayerNorm(transformer_width)
-        self.text_projection = nn.Parameter(torch.randn(transformer_width, embed_dim) * transformer_width ** -0.5)
-        self.logit_scale = nn.Parameter(torch.ones([]) * 2.6592)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        for b in self.transformer.resblocks:
-            nn.init.normal_(b.attn.in_proj_weight, std=transformer_width ** -0.5)
-
-    @property
-    def dtype(self):
-        return self.visual.conv1.weight.dtype
-
-    def encode_image(self, image):
-        return self.visual(image.type(self.dtype))
-
-    def encode_text(self, text):
-        x = self.token_embedding(text).type(self.dtype) + self.positional_embedding.type(self.dtype)
-        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        x = self.ln_final(x).type(self.dtype)
-        return x[torch.arange(x.shape[0]), text.argmax(dim=-1)] @ self.text_projection
-
-
-SHAPES = {  # build_model() on the released checkpoints
-    "vit-b32": ("ViT-B/32", dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                                 vision_patch_size=32)),
-    "rn50": ("RN50", dict(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64,
-                          vision_patch_size=None)),
+TEXT = dict(width=512, layers=12, heads=8, context_length=77, vocab_size=49408)
+SHAPES = {  # build_model() on the released checkpoints, as zeroclip configs (torch_clip.CLIP's argument)
+    "vit-b32": ("ViT-B/32", dict(embed_dim=512, text=TEXT, vision=dict(type="vit", width=768, layers=12, heads=12,
+                                                                       patch_size=32, image_size=224))),
+    "rn50": ("RN50", dict(embed_dim=1024, text=TEXT, vision=dict(type="resnet", width=64, layers=[3, 4, 6, 3],
+                                                                 heads=32, image_size=224))),
 }
+
+
+def random_clip(cfg):
+    """torch_clip.CLIP with random weights: PyTorch's default init for the layers, and the
+    embeddings and projections that CLIP() leaves at zero drawn at the official scales."""
+    model = CLIP(cfg)
+    v, width = model.visual, cfg["text"]["width"]
+    with torch.no_grad():
+        if cfg["vision"]["type"] == "resnet":
+            pos = v.attnpool.positional_embedding
+            pos.normal_(std=pos.shape[1] ** -0.5)
+        else:
+            for p in (v.class_embedding, v.positional_embedding, v.proj):
+                p.normal_(std=cfg["vision"]["width"] ** -0.5)
+        model.positional_embedding.normal_(std=0.01)
+        model.text_projection.normal_(std=width ** -0.5)
+        model.logit_scale.fill_(2.6592)
+        model.token_embedding.weight.normal_(std=0.02)
+        for b in model.transformer.resblocks:
+            b.attn.in_proj_weight.normal_(std=width ** -0.5)
+    return model
 
 
 def rate(fn, budget):
@@ -277,7 +101,7 @@ def main(argv=None):
             tf32 = mode == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
-            model = CLIP(**shape).eval().to(dev)
+            model = random_clip(shape).eval().to(dev)
             dtype = torch.float16 if mode == "fp16" else torch.float32
             if mode == "fp16":
                 model = model.half()

@@ -11,6 +11,9 @@ the source of the ONNX models that the ONNX Runtime peer runs.
         one JSON object like bench_cpu's: load and call times in ms, peak RSS
 
 Everything in float32 (the official code casts fp16 checkpoints on the CPU to float32 too).
+tests/bench/bench_torch_gpu.py imports the model classes from here (random weights on CUDA, also
+model.half()); numpy and safetensors_io are imported only by load() and bench(), so the classes
+need PyTorch alone.
 """
 
 import argparse
@@ -21,14 +24,12 @@ import sys
 import time
 from collections import OrderedDict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "weights_tools"))
-import safetensors_io  # noqa: E402
+WEIGHTS_TOOLS = os.path.join(HERE, "..", "..", "weights_tools")
 
 
 # ----------------------------------------------------------------------------- the model (clip/model.py)
@@ -118,6 +119,18 @@ class ModifiedResNet(nn.Module):
         return self.attnpool(x)
 
 
+class LayerNorm(nn.LayerNorm):
+    """fp16 support, as OpenAI's subclass: computes in float32 and casts back. clip.load keeps the
+    LayerNorm parameters float32; after model.half() they are float16, so they are cast too (a float32
+    input with float16 parameters is an error). All float32: plain LayerNorm."""
+
+    def forward(self, x):
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return super().forward(x)
+        return F.layer_norm(x.type(torch.float32), self.normalized_shape, self.weight.type(torch.float32),
+                            self.bias.type(torch.float32), self.eps).type(x.dtype)
+
+
 class QuickGELU(nn.Module):
     def forward(self, x):
         return x * torch.sigmoid(1.702 * x)
@@ -127,17 +140,20 @@ class ResidualAttentionBlock(nn.Module):
     def __init__(self, d_model, n_head, act, eps, attn_mask=None):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, n_head)
-        self.ln_1 = nn.LayerNorm(d_model, eps=eps)
+        self.ln_1 = LayerNorm(d_model, eps=eps)
         self.mlp = nn.Sequential(OrderedDict([
             ("c_fc", nn.Linear(d_model, d_model * 4)),
             ("gelu", QuickGELU() if act == "quick_gelu" else nn.GELU()),
             ("c_proj", nn.Linear(d_model * 4, d_model))]))
-        self.ln_2 = nn.LayerNorm(d_model, eps=eps)
+        self.ln_2 = LayerNorm(d_model, eps=eps)
         self.attn_mask = attn_mask
 
     def forward(self, x):
+        mask = self.attn_mask
+        if mask is not None and (mask.dtype != x.dtype or mask.device != x.device):
+            mask = mask.to(dtype=x.dtype, device=x.device)  # fp16 / CUDA, as the official attention()
         y = self.ln_1(x)
-        x = x + self.attn(y, y, y, need_weights=False, attn_mask=self.attn_mask)[0]
+        x = x + self.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
         return x + self.mlp(self.ln_2(x))
 
 
@@ -157,16 +173,17 @@ class VisionTransformer(nn.Module):
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(torch.zeros(width))
         self.positional_embedding = nn.Parameter(torch.zeros((input_resolution // patch_size) ** 2 + 1, width))
-        self.ln_pre = nn.LayerNorm(width, eps=eps)
+        self.ln_pre = LayerNorm(width, eps=eps)
         self.transformer = Transformer(width, layers, heads, act, eps)
-        self.ln_post = nn.LayerNorm(width, eps=eps)
+        self.ln_post = LayerNorm(width, eps=eps)
         self.proj = nn.Parameter(torch.zeros(width, output_dim))
 
     def forward(self, x):
         x = self.conv1(x)
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        x = torch.cat([self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype), x],
-                      dim=1)
+        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype,
+                                                               device=x.device)
+        x = torch.cat([cls, x], dim=1)
         x = self.ln_pre(x + self.positional_embedding.to(x.dtype))
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
         return self.ln_post(x[:, 0, :]) @ self.proj
@@ -187,7 +204,7 @@ class CLIP(nn.Module):
         self.transformer = Transformer(t["width"], t["layers"], t["heads"], act, eps, attn_mask=mask)
         self.token_embedding = nn.Embedding(t["vocab_size"], t["width"])
         self.positional_embedding = nn.Parameter(torch.zeros(ctx, t["width"]))
-        self.ln_final = nn.LayerNorm(t["width"], eps=eps)
+        self.ln_final = LayerNorm(t["width"], eps=eps)
         self.text_projection = nn.Parameter(torch.zeros(t["width"], cfg["embed_dim"]))
         self.logit_scale = nn.Parameter(torch.zeros([]))
 
@@ -203,6 +220,10 @@ class CLIP(nn.Module):
 
 def load(path):
     """The CLIP of a zeroclip .safetensors file, float32, eval mode."""
+    import numpy as np
+    if WEIGHTS_TOOLS not in sys.path:
+        sys.path.insert(0, WEIGHTS_TOOLS)
+    import safetensors_io
     f = safetensors_io.SafetensorsFile(path)
     cfg = json.loads(f.metadata["zeroclip.config"])
     model = CLIP(cfg)
@@ -254,6 +275,7 @@ def export(args):
 
 
 def bench(args):
+    import numpy as np
     torch.set_num_threads(int(args.threads))
     torch.set_num_interop_threads(1)
     out = {"peer": "torch", "threads": int(args.threads), "torch": torch.__version__}
