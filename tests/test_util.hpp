@@ -1,4 +1,5 @@
-// Helpers shared by the test files: fixture paths and comparisons with stated tolerances.
+// Helpers shared by the test files: fixture paths, the fixtures' reference outputs and comparisons
+// with stated tolerances.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -7,8 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <unistd.h>
+#include <zeroclip/io/npy.hpp>
 #include <zeroclip/tensor.hpp>
 
 namespace test_util {
@@ -19,6 +22,23 @@ inline std::string fixtures() {
 }
 
 inline std::string source_dir() { return ZEROCLIP_SOURCE_DIR; }
+
+/// A fixture model's official float64 outputs (models/<model>/reference.npz) and the inputs they
+/// were computed from.
+struct reference {
+    zeroclip::tensor pixels;
+    zeroclip::token_tensor tokens;
+    std::map<std::string, zeroclip::npy_array> arrays;
+    zeroclip::tensor f64(const std::string& name) const { return arrays.at(name).to_float(); }
+};
+
+inline reference load_reference(const std::string& model) {
+    reference r;
+    r.pixels = zeroclip::load_npz(fixtures() + "/images/pixel_values_64.npz").at("pixel_values").to_float();
+    r.arrays = zeroclip::load_npz(fixtures() + "/models/" + model + "/reference.npz");
+    r.tokens = r.arrays.at("text_tokens").to_int32();
+    return r;
+}
 
 /// A fresh scratch folder for one test, removed by the OS's tmp cleaning (names are unique).
 inline std::string temp_dir(const std::string& tag) {

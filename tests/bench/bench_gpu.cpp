@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../cuda/random_clip.hpp"
+#include "../random_model.hpp"
 
 using namespace zeroclip;
 using clock_type = std::chrono::steady_clock;
@@ -120,9 +120,9 @@ int main(int argc, char** argv) {
         }
         const int64_t max_batch =
             std::max(opt.agreement, *std::max_element(opt.batches.begin(), opt.batches.end()));
-        const tensor pixels = cuda_test::random_pixels(max_batch, 224, 1);
-        const token_tensor prompts = cuda_test::random_tokens(opt.text_batch, 77, 6, 20, 2);  // "a photo of a {}."
-        const token_tensor classes = cuda_test::random_tokens(opt.classes, 77, 6, 12, 3);
+        const tensor pixels = test_util::random_pixels(max_batch, 224, 1);
+        const token_tensor prompts = test_util::random_tokens(opt.text_batch, 77, 6, 20, 2);  // "a photo of a {}."
+        const token_tensor classes = test_util::random_tokens(opt.classes, 77, 6, 12, 3);
         const tensor agreement_pixels = pixels.slice_rows(0, opt.agreement);
 
         std::vector<row> rows;
@@ -130,11 +130,11 @@ int main(int argc, char** argv) {
         for (const std::string& name : opt.models) {
             clip_config cfg;
             std::string label;
-            if (name == "vit-b32") cfg = cuda_test::vit_b32(), label = "ViT-B/32";
-            else if (name == "rn50") cfg = cuda_test::rn50(), label = "RN50";
+            if (name == "vit-b32") cfg = test_util::vit_b32(), label = "ViT-B/32";
+            else if (name == "rn50") cfg = test_util::rn50(), label = "RN50";
             else ZEROCLIP_THROW(errc::invalid_argument, "unknown model " + name + " (vit-b32 or rn50)");
             auto t0 = clock_type::now();
-            const checkpoint ck = cuda_test::random_checkpoint(cfg, 42);
+            const checkpoint ck = test_util::random_checkpoint(cfg, 42);
             std::printf("%s: random weights built in %.1f s\n", label.c_str(), seconds_since(t0));
             std::vector<int64_t> reference_top1;
             for (cuda_math mode : opt.modes) {

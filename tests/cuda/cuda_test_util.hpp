@@ -9,7 +9,7 @@
 #include <string>
 
 #include "../test_util.hpp"
-#include "random_clip.hpp"
+#include "../random_model.hpp"
 
 namespace cuda_test {
 

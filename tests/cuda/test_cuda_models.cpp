@@ -16,6 +16,8 @@
 using namespace zeroclip;
 using cuda_test::gpu;
 using test_util::fixtures;
+using test_util::load_reference;
+using test_util::reference;
 
 namespace {
 
@@ -32,21 +34,6 @@ bool have_fixture(const std::string& relative) {
                                     << " not found (set ZEROCLIP_FIXTURES to the fixtures folder)"); \
         return;                                                                                  \
     }
-
-struct reference {
-    tensor pixels;
-    token_tensor tokens;
-    std::map<std::string, npy_array> arrays;
-    tensor f64(const std::string& name) const { return arrays.at(name).to_float(); }
-};
-
-reference load_reference(const std::string& model) {
-    reference r;
-    r.pixels = load_npz(fixtures() + "/images/pixel_values_64.npz").at("pixel_values").to_float();
-    r.arrays = load_npz(fixtures() + "/models/" + model + "/reference.npz");
-    r.tokens = r.arrays.at("text_tokens").to_int32();
-    return r;
-}
 
 tensor normalized(const tensor& x) {
     tensor y = x.clone();
@@ -169,22 +156,22 @@ TEST_CASE("tiny-rn (converted OpenAI state dict) on the GPU matches cpu_eigen an
 
 TEST_CASE("random models of the real ViT-B/32 and RN50 shapes: GPU matches cpu_eigen within 1e-4") {
     CUDA_TEST_REQUIRE_GPU();
-    for (const auto& cfg : {cuda_test::vit_b32(), cuda_test::rn50()}) {
+    for (const auto& cfg : {test_util::vit_b32(), test_util::rn50()}) {
         CAPTURE(cfg.vision.type);
-        const checkpoint ck = cuda_test::random_checkpoint(cfg, cuda_test::seed());
+        const checkpoint ck = test_util::random_checkpoint(cfg, cuda_test::seed());
         const gpu_model g(ck, gpu());
         const models::clip_model<cpu_eigen> c(ck);
-        check_gpu_vs_cpu(g, c, cuda_test::random_pixels(3, 224, cuda_test::seed() + 1),
-                         cuda_test::random_tokens(4, 77, 5, 20, cuda_test::seed() + 2), 1e-4);
+        check_gpu_vs_cpu(g, c, test_util::random_pixels(3, 224, cuda_test::seed() + 1),
+                         test_util::random_tokens(4, 77, 5, 20, cuda_test::seed() + 2), 1e-4);
     }
 }
 
 TEST_CASE("a small random ResNet with several blocks per stage: GPU matches cpu_eigen within 1e-4") {
     CUDA_TEST_REQUIRE_GPU();
-    const auto cfg = cuda_test::resnet_config(64, {2, 3, 2, 2}, 32, 96, 128, 2);
-    const checkpoint ck = cuda_test::random_checkpoint(cfg, cuda_test::seed() + 3);
-    check_gpu_vs_cpu(gpu_model(ck, gpu()), models::clip_model<cpu_eigen>(ck), cuda_test::random_pixels(5, 96, 4),
-                     cuda_test::random_tokens(3, 77, 2, 77, 5), 1e-4);
+    const auto cfg = test_util::resnet_config(64, {2, 3, 2, 2}, 32, 96, 128, 2);
+    const checkpoint ck = test_util::random_checkpoint(cfg, cuda_test::seed() + 3);
+    check_gpu_vs_cpu(gpu_model(ck, gpu()), models::clip_model<cpu_eigen>(ck), test_util::random_pixels(5, 96, 4),
+                     test_util::random_tokens(3, 77, 2, 77, 5), 1e-4);
 }
 
 TEST_CASE("one image at a time on the GPU gives the batch's embeddings") {
@@ -229,10 +216,10 @@ TEST_CASE("TF32, FP16 and BF16 GEMMs keep the zero-shot top-1 of tiny-vit and ti
 
 TEST_CASE("a GPU model used from several threads at once gives the single-thread embeddings") {
     CUDA_TEST_REQUIRE_GPU();
-    const auto cfg = cuda_test::vit_config(64, 128, 2, 16, 64, 64, 2);
-    const gpu_model g(cuda_test::random_checkpoint(cfg, cuda_test::seed() + 6), gpu());
-    const tensor pixels = cuda_test::random_pixels(4, 64, 7);
-    const token_tensor tokens = cuda_test::random_tokens(6, 77, 3, 30, 8);
+    const auto cfg = test_util::vit_config(64, 128, 2, 16, 64, 64, 2);
+    const gpu_model g(test_util::random_checkpoint(cfg, cuda_test::seed() + 6), gpu());
+    const tensor pixels = test_util::random_pixels(4, 64, 7);
+    const token_tensor tokens = test_util::random_tokens(6, 77, 3, 30, 8);
     const tensor img = g.encode_image(pixels), txt = g.encode_text(tokens);
     std::vector<std::thread> threads;
     std::vector<double> errors(8, 1.0);

@@ -20,8 +20,8 @@ const cpu_eigen cpu;
 
 /// Random values from the printed seed; `salt` makes each input of a case different.
 tensor rand_t(shape_t shape, uint64_t salt, float mean = 0.0f, float std_ = 1.0f) {
-    cuda_test::rng r(cuda_test::seed() * 1000003u + salt);
-    return cuda_test::random_tensor(r, std::move(shape), mean, std_);
+    test_util::rng r(cuda_test::seed() * 1000003u + salt);
+    return test_util::random_tensor(r, std::move(shape), mean, std_);
 }
 
 tensor down(const cuda_tensor& t) { return gpu().download(t); }

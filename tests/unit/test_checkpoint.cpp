@@ -182,7 +182,7 @@ TEST_CASE("Hugging Face configs: defaults for absent keys, ViT-L/14 and L/14@336
 TEST_CASE("ViT-B/32 shapes: written as an F16 file, loaded, run") {
     clip_config c = test_util::vit_b32();
     std::map<std::string, tensor_to_write> out;
-    for (auto& [name, t] : test_util::random_vit_weights(c, 32)) out[name] = {t, dtype::f16};
+    for (auto& [name, t] : test_util::random_weights(c, 32)) out[name] = {t, dtype::f16};
     std::string path = test_util::temp_dir("b32") + "/vit-b32.safetensors";
     save_safetensors(path, out, {{"zeroclip.config", to_json(c)}});
     out.clear();
@@ -207,7 +207,7 @@ TEST_CASE("ViT-B/32 shapes: written as an F16 file, loaded, run") {
 }
 
 TEST_CASE("ViT-B/16 shapes: an in-memory checkpoint runs") {
-    models::clip_model<cpu_eigen> m(test_util::random_vit_checkpoint(test_util::vit_b16(), 16));
+    models::clip_model<cpu_eigen> m(test_util::random_checkpoint(test_util::vit_b16(), 16));
     tensor img = m.encode_image(tensor({1, 3, 224, 224}));
     CHECK(img.shape() == shape_t{1, 512});
     for (float v : img) REQUIRE(std::isfinite(v));

@@ -9,24 +9,10 @@
 
 using namespace zeroclip;
 using test_util::fixtures;
+using test_util::load_reference;
+using test_util::reference;
 
 namespace {
-
-struct reference {
-    tensor pixels;
-    token_tensor tokens;
-    std::map<std::string, npy_array> arrays;
-    tensor f64(const std::string& name) const { return arrays.at(name).to_float(); }
-};
-
-reference load_reference(const std::string& model) {
-    reference r;
-    auto images = load_npz(fixtures() + "/images/pixel_values_64.npz");
-    r.pixels = images.at("pixel_values").to_float();
-    r.arrays = load_npz(fixtures() + "/models/" + model + "/reference.npz");
-    r.tokens = r.arrays.at("text_tokens").to_int32();
-    return r;
-}
 
 // Checks embeddings and logits of `m` against the reference; returns the worst relative error.
 double check_against_reference(const model& m, const reference& ref) {

@@ -16,6 +16,7 @@
 
 using namespace zeroclip;
 using test_util::fixtures;
+using test_util::load_reference;
 
 namespace {
 
@@ -47,21 +48,6 @@ const std::string& tiny_rn_file() {
     return file.path;
 }
 
-struct reference {
-    tensor pixels;
-    token_tensor tokens;
-    std::map<std::string, npy_array> arrays;
-    tensor f64(const std::string& name) const { return arrays.at(name).to_float(); }
-};
-
-reference load_reference() {
-    reference r;
-    r.pixels = load_npz(fixtures() + "/images/pixel_values_64.npz").at("pixel_values").to_float();
-    r.arrays = load_npz(fixtures() + "/models/tiny-rn/reference.npz");
-    r.tokens = r.arrays.at("text_tokens").to_int32();
-    return r;
-}
-
 /// max |a − ref| / max(1, max |ref|): the README's measure for raw activations and embeddings.
 double relative_error(const tensor& a, const tensor& ref) {
     REQUIRE(a.numel() == ref.numel());
@@ -83,7 +69,7 @@ void check_load_error(const std::string& path, errc code, const std::string& nee
 }  // namespace
 
 TEST_CASE("tiny-rn converted by weights_tools/convert.py matches the float64 reference") {
-    auto ref = load_reference();
+    auto ref = load_reference("tiny-rn");
     model m = load_model(tiny_rn_file());
     REQUIRE(m.is_resnet());
     CHECK(m.config().vision.width == 16);
@@ -107,7 +93,7 @@ TEST_CASE("tiny-rn converted by weights_tools/convert.py matches the float64 ref
 }
 
 TEST_CASE("tiny-rn stem, stages and attention pool match the reference activations of image 0") {
-    auto ref = load_reference();
+    auto ref = load_reference("tiny-rn");
     const checkpoint ckpt = load_checkpoint(tiny_rn_file());
     const cpu_eigen be;
     // The encoder's own parts, run one after the other as forward() does.
@@ -131,7 +117,7 @@ TEST_CASE("tiny-rn stem, stages and attention pool match the reference activatio
 }
 
 TEST_CASE("tiny-rn: one image at a time gives the batch's embeddings") {
-    auto ref = load_reference();
+    auto ref = load_reference("tiny-rn");
     model m = load_model(tiny_rn_file());
     tensor all = m.encode_image(ref.pixels);
     const int64_t d = all.dim(1);

@@ -23,18 +23,16 @@ namespace zeroclip::detail::cpu {
 inline float* raw_floats(size_t n) {
     const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
     constexpr size_t huge = size_t{2} << 20;
-    if (bytes >= 2 * huge) {
-        const size_t rounded = (bytes + 4095) & ~size_t{4095};
-        if (void* p = std::aligned_alloc(huge, rounded)) {
+    // posix_memalign, not aligned_alloc: the latter wants the size to be a multiple of the
+    // alignment, which would round a 4.1 MiB buffer up to 6 MiB.
+    void* p = nullptr;
+    if (bytes >= 2 * huge && ::posix_memalign(&p, huge, bytes) == 0) {
 #ifdef MADV_HUGEPAGE
-            ::madvise(p, rounded & ~(huge - 1), MADV_HUGEPAGE);
+        ::madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
 #endif
-            return static_cast<float*>(p);
-        }
+        return static_cast<float*>(p);
     }
-    const size_t rounded = (bytes + 63) & ~size_t{63};
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) throw std::bad_alloc();
+    if (::posix_memalign(&p, 64, bytes) != 0) throw std::bad_alloc();
     return static_cast<float*>(p);
 }
 

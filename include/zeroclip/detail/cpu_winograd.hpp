@@ -84,7 +84,8 @@ inline winograd_weights winograd_prepare(const float* w, int64_t out, int64_t in
 
 /// The transformed weights of w (out, in, 3, 3), made on first use and kept while the weight's
 /// memory lives: a weight is identified by its address and owner, and is read-only once used (a
-/// model's weights are). Thread-safe; an entry whose owner is gone is dropped at the next insert.
+/// model's weights are). Thread-safe. Entries whose weights are gone (a model destroyed) are
+/// dropped at the next call.
 inline std::shared_ptr<const winograd_weights> winograd_cached(const float* w, const std::shared_ptr<const void>& owner,
                                                                int64_t out, int64_t in) {
     struct entry {
@@ -94,16 +95,20 @@ inline std::shared_ptr<const winograd_weights> winograd_cached(const float* w, c
     static std::mutex mutex;
     static std::unordered_map<const float*, entry> cache;
     const auto same_owner = [&](const entry& e) { return !e.owner.owner_before(owner) && !owner.owner_before(e.owner); };
+    const auto drop_expired = [&] {
+        for (auto it = cache.begin(); it != cache.end();) it = it->second.owner.expired() ? cache.erase(it) : std::next(it);
+    };
     {
         const std::lock_guard<std::mutex> lock(mutex);
+        drop_expired();
         const auto it = cache.find(w);
-        if (it != cache.end() && !it->second.owner.expired() && same_owner(it->second) &&
-            it->second.weights->out == out && it->second.weights->in == in)
+        if (it != cache.end() && same_owner(it->second) && it->second.weights->out == out &&
+            it->second.weights->in == in)
             return it->second.weights;
     }
     auto made = std::make_shared<const winograd_weights>(winograd_prepare(w, out, in));
     const std::lock_guard<std::mutex> lock(mutex);
-    for (auto it = cache.begin(); it != cache.end();) it = it->second.owner.expired() ? cache.erase(it) : std::next(it);
+    drop_expired();
     cache[w] = {owner, made};
     return made;
 }
