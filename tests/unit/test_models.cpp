@@ -108,3 +108,13 @@ TEST_CASE("one loaded model encodes from several threads at once") {
     for (auto& th : threads) th.join();
     for (double w : worst) CHECK(w <= 1e-6);
 }
+
+TEST_CASE("the tokenizer is built on first use; a malformed vocabulary is reported then, with the file") {
+    checkpoint ck = load_checkpoint(fixtures() + "/models/tiny-vit/hf");
+    ck.bpe_vocab_json = "{\"a\": 0, ";  // cut short
+    const model m(ck);                  // loading does not read the vocabulary
+    auto ref = load_reference("tiny-vit");
+    CHECK(m.encode_image(ref.pixels).dim(0) == ref.pixels.dim(0));
+    for (int attempt = 0; attempt < 2; ++attempt)  // the same clear error each time, no half-built state
+        CHECK_THROWS_WITH_AS(m.tokenize({"a photo of a cat"}), doctest::Contains("tiny-vit/hf"), zeroclip::error);
+}
