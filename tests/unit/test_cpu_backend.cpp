@@ -148,20 +148,26 @@ TEST_CASE("cpu backend: convolutions (1x1, 3x3, strided, padded) with fused ReLU
     }
 }
 
-TEST_CASE("cpu backend: weights transformed for a convolution follow the weight tensor") {
-    // The CPU backend keeps the Winograd transform of each 3x3 weight it has seen, by address and
-    // owner: a new weight in freed memory, or another view of the same memory, must not reuse it.
+TEST_CASE("cpu backend: convolution weights laid out at first use follow the weight tensor") {
+    // The CPU backend keeps each convolution weight it has seen laid out for its products (the
+    // Winograd transform of a 3x3 weight, the packed operand of a 1x1 or strided one), by address
+    // and owner: a new weight in freed memory, or another view of the same memory, must not reuse it.
     std::mt19937 rng(9);
     const cpu_eigen be;
     const tensor x = random_tensor({1, 64, 6, 5}, rng), b = random_tensor({8}, rng);
-    for (int round = 0; round < 3; ++round) {
-        const tensor w = random_tensor({8, 64, 3, 3}, rng);  // often at the address the last one freed
-        CHECK(rel_err(be.conv2d(x, w, b, 1, 1), reference_conv(x, w, b, 1, 1)) < 1e-5);
+    for (const int64_t k : {3, 1}) {
+        CAPTURE(k);
+        const int64_t pad = k / 2;
+        for (int round = 0; round < 3; ++round) {
+            const tensor w = random_tensor({8, 64, k, k}, rng);  // often at the address the last one freed
+            CHECK(rel_err(be.conv2d(x, w, b, 1, pad), reference_conv(x, w, b, 1, pad)) < 1e-5);
+        }
+        tensor w = random_tensor({8, 64, k, k}, rng);
+        be.prepare_conv2d(w, 1, pad);
+        CHECK(rel_err(be.conv2d(x, w, b, 1, pad), reference_conv(x, w, b, 1, pad)) < 1e-5);
+        const tensor half = w.slice_rows(0, 4), half_b = b.slice_rows(0, 4);  // same address and owner
+        CHECK(rel_err(be.conv2d(x, half, half_b, 1, pad), reference_conv(x, half, half_b, 1, pad)) < 1e-5);
     }
-    tensor w = random_tensor({8, 64, 3, 3}, rng);
-    CHECK(rel_err(be.conv2d(x, w, b, 1, 1), reference_conv(x, w, b, 1, 1)) < 1e-5);
-    const tensor half = w.slice_rows(0, 4);  // same address and owner, other shape
-    CHECK(rel_err(be.conv2d(x, half, b.slice_rows(0, 4), 1, 1), reference_conv(x, half, b.slice_rows(0, 4), 1, 1)) < 1e-5);
 }
 
 TEST_CASE("cpu backend: attention on strided q, k, v rows, causal or not") {

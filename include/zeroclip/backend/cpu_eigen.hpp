@@ -17,12 +17,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "../detail/cpu_alloc.hpp"
 #include "../detail/cpu_gemm.hpp"
 #include "../detail/cpu_parallel.hpp"
 #include "../detail/cpu_vec.hpp"
+#include "../detail/cpu_weight_cache.hpp"
 #include "../detail/cpu_winograd.hpp"
 #include "../models/config.hpp"
 #include "../tensor.hpp"
@@ -87,16 +89,12 @@ public:
         detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
     }
 
-    /// Makes (and keeps) the Winograd transform of a 3×3 weight that conv2d will use, so that the
-    /// first forward pass does not pay for it; other weights need nothing.
+    /// Lays out a convolution's weight for conv2d now (and keeps it): the Winograd transform of a
+    /// 3×3 weight, the packed product operand of the others. The first forward pass then does
+    /// not pay for it, nor does any later one.
     void prepare_conv2d(const tensor& w, int64_t stride, int64_t pad) const {
-#ifdef ZEROCLIP_CPU_AVX2
         ZEROCLIP_ASSERT(w.ndim() == 4);
-        if (detail::cpu::winograd_applies(w.dim(1), w.dim(2), w.dim(3), stride, pad))
-            detail::cpu::winograd_cached(w.data(), w.owner(), w.dim(0), w.dim(1));
-#else
-        (void)w, (void)stride, (void)pad;
-#endif
+        (void)prepared_conv_weight(w, stride, pad);
     }
 
     /// relu(conv2d(x, w, b, stride, pad)).
@@ -339,20 +337,45 @@ private:
         ep.bias = b.empty() ? nullptr : b.data();
         ep.residual = residual ? residual->data() : nullptr;
         ep.activation = act;
+        const conv_weight prepared = prepared_conv_weight(w, stride, pad);
 #ifdef ZEROCLIP_CPU_AVX2
-        if (detail::cpu::winograd_applies(c, kh, kw, stride, pad)) {
-            const auto prepared = detail::cpu::winograd_cached(w.data(), w.owner(), o, c);
-            detail::cpu::conv2d_winograd(x.data(), n, h, wd, *prepared, y.data(), ep);
+        if (prepared.winograd) {
+            detail::cpu::conv2d_winograd(x.data(), n, h, wd, *prepared.winograd, y.data(), ep);
             return y;
         }
 #endif
         if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
             detail::cpu::gemm_nn(o, plane, c, w.data(), c, x.data(), plane, y.data(), plane, ep, n, c * plane,
-                                 o * plane);
+                                 o * plane, 0, prepared.packed.get());
         } else {
-            detail::cpu::conv2d_nchw(x.data(), n, c, h, wd, w.data(), o, kh, kw, stride, pad, y.data(), ep);
+            detail::cpu::conv2d_nchw(x.data(), n, c, h, wd, w.data(), o, kh, kw, stride, pad, y.data(), ep,
+                                     prepared.packed.get());
         }
         return y;
+    }
+
+    /// A convolution weight as conv() uses it, made once per weight (detail/cpu_weight_cache.hpp).
+    struct conv_weight {
+#ifdef ZEROCLIP_CPU_AVX2
+        std::shared_ptr<const detail::cpu::winograd_weights> winograd;
+#endif
+        std::shared_ptr<const detail::cpu::prepacked_a> packed;
+    };
+    static conv_weight prepared_conv_weight(const tensor& w, int64_t stride, int64_t pad) {
+        const int64_t o = w.dim(0), c = w.dim(1), kh = w.dim(2), kw = w.dim(3);
+        conv_weight cw;
+#ifdef ZEROCLIP_CPU_AVX2
+        if (detail::cpu::winograd_applies(c, kh, kw, stride, pad)) {
+            cw.winograd = detail::cpu::prepared_weight<detail::cpu::winograd_weights>(
+                w.data(), w.owner(), o, c * 9, [&] { return detail::cpu::winograd_prepare(w.data(), o, c); });
+            return cw;
+        }
+        cw.packed = detail::cpu::prepared_weight<detail::cpu::prepacked_a>(
+            w.data(), w.owner(), o, c * kh * kw, [&] { return detail::cpu::prepack_a(w.data(), o, c * kh * kw); });
+#else
+        (void)w, (void)stride, (void)pad, (void)o, (void)c, (void)kh, (void)kw;
+#endif
+        return cw;
     }
 
     /// Per (sample, head), on one thread each: scores = q·kᵀ (a product on the strided rows of q

@@ -383,6 +383,20 @@ inline int64_t k_block(int64_t K) {
     return (K + blocks - 1) / blocks;
 }
 
+/// A (M, K) row-major (lda) packed as gemm_packed packs it: K blocks of k_block(K), tiles of the
+/// tile_plan; tile t of block p (offset p) goes to `at.tile(p, kb, t)`. Tasks over (tile, block).
+inline void pack_a(const float* A, int64_t lda, const packed_a& at, bool parallel, int threads = 0) {
+    const tile_plan& plan = *at.plan;
+    const int64_t tiles = plan.size(), kblocks = (at.K + at.kc - 1) / at.kc;
+    auto task = [&](int64_t t) {
+        const int64_t tile = t % tiles, p = t / tiles * at.kc, kb = std::min(at.kc, at.K - p);
+        pack_a_tile(A, lda, plan.row0(tile), plan.rows(tile), p, kb, const_cast<float*>(at.tile(p, kb, tile)));
+    };
+    if (parallel) parallel_tasks(tiles * kblocks, task, threads);
+    else
+        for (int64_t t = 0; t < tiles * kblocks; ++t) task(t);
+}
+
 /// C[tiles t0..t1 of A, columns n0..n1) for all of K: B's columns packed by this task (`pack(p,
 /// kb, out)` packs K rows [p, p + kb) of the task's columns); bias, residual and activation are
 /// applied as the last K block is stored.
@@ -422,28 +436,57 @@ inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, in
     if (!fuse) finish_block(C, ldc, plan.row0(t0), plan.row0(t1 - 1) + plan.rows(t1 - 1), n0, n1, ep, bias_per_row, residual);
 }
 
+#endif  // ZEROCLIP_CPU_AVX2
+
+}  // namespace gemm_detail
+
+/// A weight A (M, K) packed once, at load, for gemm_nn and conv2d_nchw (which otherwise pack it
+/// on every call: at batch 1, a copy of every convolution weight per image).
+struct prepacked_a {
+#ifdef ZEROCLIP_CPU_AVX2
+    gemm_detail::tile_plan plan{0};
+    int64_t K = 0, kc = 0;
+    std::vector<float> data;
+    gemm_detail::packed_a view() const { return {&plan, data.data(), K, kc}; }
+#endif
+};
+
+/// A (M, K) row-major, packed (empty without AVX2, where the products are Eigen's).
+inline prepacked_a prepack_a(const float* A, int64_t M, int64_t K) {
+    prepacked_a pa;
+#ifdef ZEROCLIP_CPU_AVX2
+    using namespace gemm_detail;
+    pa.plan = tile_plan(M);
+    pa.K = K;
+    pa.kc = k_block(K);
+    pa.data.resize(static_cast<size_t>(pa.plan.size() * mr_stride * K + 8));
+    pack_a(A, K, pa.view(), M * K >= (int64_t{1} << 16));
+#else
+    (void)A, (void)M, (void)K;
+#endif
+    return pa;
+}
+
+namespace gemm_detail {
+
+#ifdef ZEROCLIP_CPU_AVX2
+
 /// The shared driver: A (M, K) row-major packed once (phase 1, tasks over tiles), then tasks of
 /// (batch item, tile range, column chunk) (phase 2). `pack_b_for(item, n0, nb, p, kb, out)`.
 template <class PackB>
 inline void gemm_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, float* C, int64_t ldc,
                         int64_t c_stride, int64_t batch, const epilogue& ep, bool bias_per_row, PackB&& pack_b_for,
-                        int threads) {
+                        int threads, const packed_a* prepacked = nullptr) {
     const tile_plan plan(M);
     const int64_t tiles = plan.size(), kc = k_block(K);
-    const int64_t kblocks = (K + kc - 1) / kc;
-    float* abuf = scratch(static_cast<size_t>(tiles * mr_stride * K + 8), 1);
-    const packed_a a{&plan, abuf, K, kc};
+    const packed_a a = prepacked ? *prepacked
+                                 : packed_a{&plan, scratch(static_cast<size_t>(tiles * mr_stride * K + 8), 1), K, kc};
     const int64_t chunks = (N + nc - 1) / nc;
     // Split the rows too when there are too few column chunks to keep every thread busy.
     const int team = std::max(1, threads > 0 ? std::min(threads, max_threads()) : max_threads());
     int64_t row_parts = 1;
     while (batch * chunks * row_parts < 4 * team && tiles / (row_parts * 2) >= 4) row_parts *= 2;
     const int64_t per_item = chunks * row_parts;
-    auto phase1 = [&](int64_t t) {
-        const int64_t tile = t % tiles, b = t / tiles;
-        const int64_t p = b * kc, kb = std::min(kc, K - p);
-        pack_a_tile(A, lda, plan.row0(tile), plan.rows(tile), p, kb, const_cast<float*>(a.tile(p, kb, tile)));
-    };
     auto phase2 = [&](int64_t t) {
         const int64_t item = t / per_item, r = t % per_item, part = r / chunks, chunk = r % chunks;
         const int64_t t0 = tiles * part / row_parts, t1 = tiles * (part + 1) / row_parts;
@@ -457,11 +500,7 @@ inline void gemm_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t
                          static_cast<double>(batch);
     const int team_limit = flops < 4e5 ? 1 : threads;
     // Packing A is a copy of M·K floats: worth a parallel step of its own only when large.
-    if (M * K < (int64_t{1} << 16)) {
-        for (int64_t t = 0; t < tiles * kblocks; ++t) phase1(t);
-    } else {
-        parallel_tasks(tiles * kblocks, phase1, team_limit);
-    }
+    if (!prepacked) pack_a(A, lda, a, M * K >= (int64_t{1} << 16), team_limit);
     parallel_tasks(batch * per_item, phase2, team_limit);
 }
 
@@ -497,7 +536,7 @@ inline void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 /// apart, B (K, N) rows ldb apart (batch item i at B + i·b_stride, C + i·c_stride), bias (M) or null.
 inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float* C, int64_t ldc, const epilogue& ep = {}, int64_t batch = 1, int64_t b_stride = 0,
-                    int64_t c_stride = 0, int threads = 0) {
+                    int64_t c_stride = 0, int threads = 0, const prepacked_a* a_packed = nullptr) {
     using namespace gemm_detail;
     if (M <= 0 || N <= 0 || batch <= 0) return;
 #ifdef ZEROCLIP_CPU_AVX2
@@ -509,11 +548,12 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
         }
         return;
     }
+    const packed_a pre = a_packed ? a_packed->view() : packed_a{};
     gemm_packed(M, N, K, A, lda, C, ldc, c_stride, batch, ep, /*bias_per_row=*/true,
                 [&](int64_t item, int64_t n0, int64_t nb, int64_t p, int64_t kb, float* out) {
                     pack_b(B + item * b_stride + p * ldb + n0, ldb, kb, nb, out);
                 },
-                threads);
+                threads, a_packed ? &pre : nullptr);
 #else
     for (int64_t item = 0; item < batch; ++item) {
         const_strided a(A, M, K, Eigen::OuterStride<>(lda));
@@ -523,7 +563,7 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
         else out.noalias() = a * b;
         finish_block(C + item * c_stride, ldc, 0, M, 0, N, ep, true, ep.residual ? ep.residual + item * c_stride : nullptr);
     }
-    (void)threads;
+    (void)threads, (void)a_packed;
 #endif
 }
 
@@ -531,19 +571,22 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 /// straight from the images (no buffer): y (n, o, ho, wo) = act(conv(x, w) + bias [+ residual]),
 /// x (n, c, h, w), w (o, c·kh·kw) row-major; bias (o) or null; ep.residual laid out like y.
 inline void conv2d_nchw(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, const float* weights, int64_t o,
-                        int64_t kh, int64_t kw, int64_t stride, int64_t pad, float* y, const epilogue& ep) {
+                        int64_t kh, int64_t kw, int64_t stride, int64_t pad, float* y, const epilogue& ep,
+                        const prepacked_a* weights_packed = nullptr) {
     using namespace gemm_detail;
     const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
     const int64_t k = c * kh * kw, plane = ho * wo;
     if (n <= 0 || o <= 0 || plane <= 0) return;
 #ifdef ZEROCLIP_CPU_AVX2
+    const packed_a pre = weights_packed ? weights_packed->view() : packed_a{};
     gemm_packed(o, plane, k, weights, k, y, plane, o * plane, n, ep, /*bias_per_row=*/true,
                 [&](int64_t item, int64_t n0, int64_t nb, int64_t p, int64_t kb, float* out) {
                     pack_im2col(x + item * c * h * w, h, w, kh, kw, stride, pad, wo, n0, nb, p, kb, out);
                 },
-                0);
+                0, weights_packed ? &pre : nullptr);
 #else
     // Portable: an explicit im2col per image, then the product.
+    (void)weights_packed;
     std::vector<float> cols(static_cast<size_t>(k * plane));
     for (int64_t item = 0; item < n; ++item) {
         const float* img = x + item * c * h * w;

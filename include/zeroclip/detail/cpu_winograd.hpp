@@ -16,9 +16,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
-#include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "cpu_gemm.hpp"
@@ -80,37 +77,6 @@ inline winograd_weights winograd_prepare(const float* w, int64_t out, int64_t in
                     const_cast<float*>(a.tile(p, kb, tile)));
     });
     return ww;
-}
-
-/// The transformed weights of w (out, in, 3, 3), made on first use and kept while the weight's
-/// memory lives: a weight is identified by its address and owner, and is read-only once used (a
-/// model's weights are). Thread-safe. Entries whose weights are gone (a model destroyed) are
-/// dropped at the next call.
-inline std::shared_ptr<const winograd_weights> winograd_cached(const float* w, const std::shared_ptr<const void>& owner,
-                                                               int64_t out, int64_t in) {
-    struct entry {
-        std::weak_ptr<const void> owner;
-        std::shared_ptr<const winograd_weights> weights;
-    };
-    static std::mutex mutex;
-    static std::unordered_map<const float*, entry> cache;
-    const auto same_owner = [&](const entry& e) { return !e.owner.owner_before(owner) && !owner.owner_before(e.owner); };
-    const auto drop_expired = [&] {
-        for (auto it = cache.begin(); it != cache.end();) it = it->second.owner.expired() ? cache.erase(it) : std::next(it);
-    };
-    {
-        const std::lock_guard<std::mutex> lock(mutex);
-        drop_expired();
-        const auto it = cache.find(w);
-        if (it != cache.end() && same_owner(it->second) && it->second.weights->out == out &&
-            it->second.weights->in == in)
-            return it->second.weights;
-    }
-    auto made = std::make_shared<const winograd_weights>(winograd_prepare(w, out, in));
-    const std::lock_guard<std::mutex> lock(mutex);
-    drop_expired();
-    cache[w] = {owner, made};
-    return made;
 }
 
 /// The even and the odd elements of p[0, 16).
