@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -24,13 +25,12 @@ namespace zeroclip::detail::cpu {
 
 #ifdef ZEROCLIP_CPU_AVX2
 
-/// U = G·g·Gᵀ for every (out, in) pair, packed as 16 product operands (one per ξ).
+/// U = G·g·Gᵀ for every (out, in) pair, as 16 packed product operands (out × in), one per ξ.
 struct winograd_weights {
-    int64_t out = 0, in = 0, kc = 0, per_xi = 0;
-    gemm_detail::tile_plan plan{0};
-    std::vector<float> packed;
+    int64_t out = 0, in = 0;
+    std::array<prepacked_a, 16> u;
 
-    gemm_detail::packed_a at(int xi) const { return {&plan, packed.data() + xi * per_xi, in, kc}; }
+    const gemm_detail::tile_plan& plan() const { return u[0].plan; }  // the same for every ξ
 };
 
 /// Whether conv2d_winograd serves this convolution. Below 32 input channels the transforms cost
@@ -41,13 +41,9 @@ inline bool winograd_applies(int64_t in, int64_t kh, int64_t kw, int64_t stride,
 
 /// The transformed, packed weights of w (out, in, 3, 3).
 inline winograd_weights winograd_prepare(const float* w, int64_t out, int64_t in) {
-    using namespace gemm_detail;
     winograd_weights ww;
     ww.out = out;
     ww.in = in;
-    ww.kc = k_block(in);
-    ww.plan = tile_plan(out);
-    ww.per_xi = ww.plan.size() * mr_stride * in + 8;
     std::vector<float> u(static_cast<size_t>(16 * out * in));  // [ξ][out][in]
     for (int64_t o = 0; o < out; ++o)
         for (int64_t c = 0; c < in; ++c) {
@@ -66,16 +62,7 @@ inline winograd_weights winograd_prepare(const float* w, int64_t out, int64_t in
                 for (int j = 0; j < 4; ++j) u[static_cast<size_t>(((4 * i + j) * out + o) * in + c)] = static_cast<float>(r[j]);
             }
         }
-    ww.packed.assign(static_cast<size_t>(16 * ww.per_xi), 0.0f);
-    const int64_t kblocks = (in + ww.kc - 1) / ww.kc;
-    parallel_tasks(16 * ww.plan.size() * kblocks, [&](int64_t task) {
-        const int xi = static_cast<int>(task / (ww.plan.size() * kblocks));
-        const int64_t rest = task % (ww.plan.size() * kblocks), tile = rest % ww.plan.size(), p = rest / ww.plan.size() * ww.kc;
-        const int64_t kb = std::min(ww.kc, in - p);
-        const packed_a a = ww.at(xi);
-        pack_a_tile(u.data() + xi * out * in, in, ww.plan.row0(tile), ww.plan.rows(tile), p, kb,
-                    const_cast<float*>(a.tile(p, kb, tile)));
-    });
+    for (int xi = 0; xi < 16; ++xi) ww.u[static_cast<size_t>(xi)] = prepack_a(u.data() + xi * out * in, out, in);
     return ww;
 }
 
@@ -152,7 +139,7 @@ inline void conv2d_winograd(const float* x, int64_t n, int64_t h, int64_t w, con
     for (int64_t b : {64, 48, 32, 16})
         for (int64_t p : {1, 2, 4}) {
             const int64_t tasks = (tiles + b - 1) / b * p;
-            if (p > 1 && ww.plan.size() / p < 8) continue;
+            if (p > 1 && ww.plan().size() / p < 8) continue;
             const double busy = static_cast<double>(tasks) / static_cast<double>((tasks + team - 1) / team * team);
             if (busy > best + 0.02) best = busy, block = b, parts = p;
         }
@@ -160,8 +147,9 @@ inline void conv2d_winograd(const float* x, int64_t n, int64_t h, int64_t w, con
 
     parallel_tasks(blocks * parts, [&](int64_t task) {
         const int64_t t0 = task / parts * block, nt = std::min(block, tiles - t0), part = task % parts;
-        const int64_t p0 = ww.plan.size() * part / parts, p1 = ww.plan.size() * (part + 1) / parts;
-        const int64_t o0 = ww.plan.row0(p0), o1 = ww.plan.row0(p1 - 1) + ww.plan.rows(p1 - 1);
+        const gemm_detail::tile_plan& plan = ww.plan();
+        const int64_t p0 = plan.size() * part / parts, p1 = plan.size() * (part + 1) / parts;
+        const int64_t o0 = plan.row0(p0), o1 = plan.row0(p1 - 1) + plan.rows(p1 - 1);
         // V as [ξ][in][block] and M as [ξ][out][block]: 16 planes, each a cache line longer than
         // its rows need, so that the 16 lines a transform touches at once do not all fall into one
         // L1 set (plane sizes are multiples of 4 KiB).
@@ -212,7 +200,7 @@ inline void conv2d_winograd(const float* x, int64_t n, int64_t h, int64_t w, con
         for (int xi = 0; xi < 16; ++xi) {
             const float* vx = v + xi * v_xi;
             block_task(
-                ww.at(xi), p0, p1, 0, nt,
+                ww.u[static_cast<size_t>(xi)].view(), p0, p1, 0, nt,
                 [&](int64_t p, int64_t kb, float* packed) { pack_b(vx + p * block, block, kb, nt, packed); },
                 m + xi * m_xi, block, epilogue{}, true, nullptr);
         }
