@@ -20,6 +20,7 @@
 #include "error.hpp"
 #include "image.hpp"
 #include "io/checkpoint.hpp"
+#include "io/file.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
 #include "models/clip.hpp"
