@@ -31,20 +31,9 @@ except ImportError:  # approximate with the standard library
     HAVE_REGEX = False
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from weights_tools.clip_arch import bytes_to_unicode as byte_alphabet  # noqa: E402  (numpy-free)
 DEFAULT_BPE = os.path.join(HERE, '..', 'data', 'bpe_simple_vocab_16e6.txt.gz')
-
-
-def byte_alphabet():
-    """Byte -> printable character map (GPT-2's bytes_to_unicode), in CLIP's vocabulary order."""
-    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars = keep[:]
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, [chr(c) for c in chars]))
 
 
 if HAVE_REGEX:

@@ -21,10 +21,7 @@ import math
 import re
 import zlib
 
-try:
-    from ._common import ToolError
-except ImportError:
-    from _common import ToolError
+from ._common import MAX_TEXT_INPUT, ToolError, open_input, read_input
 
 OPENAI_IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -70,71 +67,122 @@ class ArchError(ToolError):
 
 # ----------------------------------------------------------------------------- config
 
+# Bounds of every config value (the C++ loader applies the same ones). They are far above any
+# released CLIP model and stop hostile files from making the tools build millions of tensor
+# names or absurd shapes before anything else is checked.
+MAX_LAYERS = 1024
+MAX_WIDTH = 65536
+MAX_IMAGE_SIZE = 16384
+MAX_CONTEXT_LENGTH = 65536
+MAX_VOCAB_SIZE = 1 << 20
+
+
+def _shown(x):
+    try:
+        return json.dumps(x)[:60]
+    except (TypeError, ValueError):
+        return repr(x)[:60]
+
+
+def check_int(x, key, where="config", lo=1, hi=MAX_WIDTH):
+    """``x`` itself, when it is a JSON integer (not 3.9, not true, not "3") in [lo, hi]."""
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise ArchError("%s: %s must be an integer (got %s)" % (where, key, _shown(x)))
+    if not lo <= x <= hi:
+        raise ArchError("%s: %s = %d is out of range [%d, %d]" % (where, key, x, lo, hi))
+    return x
+
+
+def check_real(x, key, where="config", positive=False, below=None):
+    """``x`` as a float, when it is a finite JSON number (not a bool or string)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+        raise ArchError("%s: %s must be a finite number (got %s)" % (where, key, _shown(x)))
+    if positive and not x > 0:
+        raise ArchError("%s: %s must be positive (got %s)" % (where, key, _shown(x)))
+    if below is not None and not x < below:
+        raise ArchError("%s: %s must be below %g (got %s)" % (where, key, below, _shown(x)))
+    return float(x)
+
+
+def _check_triplet(x, key, where, positive):
+    if not isinstance(x, (list, tuple)) or len(x) != 3:
+        raise ArchError("%s: %s must be a list of 3 numbers (got %s)" % (where, key, _shown(x)))
+    return [check_real(v, "%s[%d]" % (key, i), where, positive=positive) for i, v in enumerate(x)]
+
+
 def make_config(embed_dim, vision, text, hidden_act=DEFAULT_HIDDEN_ACT, layer_norm_eps=DEFAULT_LAYER_NORM_EPS,
-                image_mean=None, image_std=None):
-    """The ``zeroclip.config`` object, keys in the order of docs/FORMAT.md."""
-    if vision["type"] == "vit":
-        v = collections.OrderedDict([("type", "vit"), ("width", int(vision["width"])),
-                                     ("layers", int(vision["layers"])), ("heads", int(vision["heads"])),
-                                     ("patch_size", int(vision["patch_size"])),
-                                     ("image_size", int(vision["image_size"]))])
-    elif vision["type"] == "resnet":
-        v = collections.OrderedDict([("type", "resnet"), ("width", int(vision["width"])),
-                                     ("layers", [int(x) for x in vision["layers"]]),
-                                     ("heads", int(vision["heads"])), ("image_size", int(vision["image_size"]))])
+                image_mean=None, image_std=None, where="config"):
+    """The ``zeroclip.config`` object, keys in the order of docs/FORMAT.md. Every value is
+    checked for type and range first (never coerced: 3.9 or true is an error naming the key)."""
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise ArchError("%s: vision and text must be JSON objects" % where)
+
+    def field(section, sec, key):
+        if key not in sec:
+            raise ArchError("%s: %s.%s is missing" % (where, section, key))
+        return sec[key]
+
+    def vint(key, hi=MAX_WIDTH):
+        return check_int(field("vision", vision, key), "vision." + key, where, hi=hi)
+
+    def tint(key, hi=MAX_WIDTH):
+        return check_int(field("text", text, key), "text." + key, where, hi=hi)
+
+    vtype = field("vision", vision, "type")
+    if vtype == "vit":
+        image_size = vint("image_size", MAX_IMAGE_SIZE)
+        v = collections.OrderedDict([("type", "vit"), ("width", vint("width")),
+                                     ("layers", vint("layers", MAX_LAYERS)), ("heads", vint("heads")),
+                                     ("patch_size", vint("patch_size", image_size)),
+                                     ("image_size", image_size)])
+    elif vtype == "resnet":
+        layers = field("vision", vision, "layers")
+        if not isinstance(layers, (list, tuple)) or len(layers) != 4:
+            raise ArchError("%s: vision.layers of a ResNet must be a list of 4 integers (got %s)"
+                            % (where, _shown(layers)))
+        v = collections.OrderedDict([("type", "resnet"), ("width", vint("width")),
+                                     ("layers", [check_int(x, "vision.layers[%d]" % i, where, hi=MAX_LAYERS)
+                                                 for i, x in enumerate(layers)]),
+                                     ("heads", vint("heads")), ("image_size", vint("image_size", MAX_IMAGE_SIZE))])
     else:
-        raise ArchError("unknown vision type %r" % vision["type"])
-    t = collections.OrderedDict([("width", int(text["width"])), ("layers", int(text["layers"])),
-                                 ("heads", int(text["heads"])), ("context_length", int(text["context_length"])),
-                                 ("vocab_size", int(text["vocab_size"]))])
+        raise ArchError("%s: unknown vision type %s (expected \"vit\" or \"resnet\")" % (where, _shown(vtype)))
+    t = collections.OrderedDict([("width", tint("width")), ("layers", tint("layers", MAX_LAYERS)),
+                                 ("heads", tint("heads")), ("context_length", tint("context_length", MAX_CONTEXT_LENGTH)),
+                                 ("vocab_size", tint("vocab_size", MAX_VOCAB_SIZE))])
+    if hidden_act not in ("quick_gelu", "gelu"):
+        raise ArchError("%s: hidden_act must be \"quick_gelu\" or \"gelu\" (got %s)" % (where, _shown(hidden_act)))
     cfg = collections.OrderedDict([
-        ("embed_dim", int(embed_dim)), ("vision", v), ("text", t),
-        ("hidden_act", str(hidden_act)), ("layer_norm_eps", float(layer_norm_eps)),
-        ("image_mean", [float(x) for x in (image_mean or OPENAI_IMAGE_MEAN)]),
-        ("image_std", [float(x) for x in (image_std or OPENAI_IMAGE_STD)]),
+        ("embed_dim", check_int(embed_dim, "embed_dim", where)), ("vision", v), ("text", t),
+        ("hidden_act", hidden_act),
+        ("layer_norm_eps", check_real(layer_norm_eps, "layer_norm_eps", where, positive=True, below=1.0)),
+        ("image_mean", _check_triplet(OPENAI_IMAGE_MEAN if image_mean is None else image_mean, "image_mean", where,
+                                      False)),
+        ("image_std", _check_triplet(OPENAI_IMAGE_STD if image_std is None else image_std, "image_std", where, True)),
     ])
-    check_config(cfg)
+    check_config(cfg, where)
     return cfg
 
 
-def check_config(cfg):
-    """Sanity checks that make the architecture well defined."""
+def check_config(cfg, where="config"):
+    """Consistency checks that make the architecture well defined (types and ranges were checked
+    by make_config)."""
     v, t = cfg["vision"], cfg["text"]
-
-    def pos(name, x):
-        if not isinstance(x, int) or x <= 0:
-            raise ArchError("config: %s must be a positive integer (got %r)" % (name, x))
-
-    pos("embed_dim", cfg["embed_dim"])
-    for k in ("width", "layers", "heads", "context_length", "vocab_size"):
-        pos("text." + k, t[k])
-    pos("vision.width", v["width"])
-    pos("vision.heads", v["heads"])
-    pos("vision.image_size", v["image_size"])
     if t["width"] % t["heads"]:
-        raise ArchError("config: text width %d is not divisible by its %d heads" % (t["width"], t["heads"]))
+        raise ArchError("%s: text width %d is not divisible by its %d heads" % (where, t["width"], t["heads"]))
     if v["type"] == "vit":
-        pos("vision.layers", v["layers"])
-        pos("vision.patch_size", v["patch_size"])
         if v["image_size"] % v["patch_size"]:
-            raise ArchError("config: image size %d is not a multiple of patch size %d"
-                            % (v["image_size"], v["patch_size"]))
+            raise ArchError("%s: image size %d is not a multiple of patch size %d"
+                            % (where, v["image_size"], v["patch_size"]))
         if v["width"] % v["heads"]:
-            raise ArchError("config: vision width %d is not divisible by its %d heads" % (v["width"], v["heads"]))
+            raise ArchError("%s: vision width %d is not divisible by its %d heads" % (where, v["width"], v["heads"]))
     else:
-        if len(v["layers"]) != 4 or any(not isinstance(x, int) or x <= 0 for x in v["layers"]):
-            raise ArchError("config: ResNet layers must be 4 positive integers (got %r)" % (v["layers"],))
         if v["width"] % 2:
-            raise ArchError("config: ResNet width must be even (got %d)" % v["width"])
+            raise ArchError("%s: ResNet width must be even (got %d)" % (where, v["width"]))
         if v["image_size"] % 32:
-            raise ArchError("config: ResNet image size must be a multiple of 32 (got %d)" % v["image_size"])
+            raise ArchError("%s: ResNet image size must be a multiple of 32 (got %d)" % (where, v["image_size"]))
         if (v["width"] * 32) % v["heads"]:
-            raise ArchError("config: attention-pool width %d is not divisible by its %d heads"
-                            % (v["width"] * 32, v["heads"]))
-    if cfg["hidden_act"] not in ("quick_gelu", "gelu"):
-        raise ArchError("config: hidden_act must be quick_gelu or gelu (got %r)" % cfg["hidden_act"])
-    if len(cfg["image_mean"]) != 3 or len(cfg["image_std"]) != 3 or min(cfg["image_std"]) <= 0:
-        raise ArchError("config: image_mean / image_std must be 3 numbers (std > 0)")
+            raise ArchError("%s: attention-pool width %d is not divisible by its %d heads"
+                            % (where, v["width"] * 32, v["heads"]))
 
 
 def openai_heads(width):
@@ -201,7 +249,8 @@ def infer_config(shapes, hidden_act=DEFAULT_HIDDEN_ACT, layer_norm_eps=DEFAULT_L
     text = dict(width=tw, layers=_block_count(shapes, "transformer.resblocks."), heads=theads,
                 context_length=shape("positional_embedding", 2)[0],
                 vocab_size=shape("token_embedding.weight", 2)[0])
-    return make_config(embed_dim, vision, text, hidden_act, layer_norm_eps, image_mean, image_std)
+    return make_config(embed_dim, vision, text, hidden_act, layer_norm_eps, image_mean, image_std,
+                       where="architecture inferred from the tensor shapes")
 
 
 # ----------------------------------------------------------------------------- expected tensors
@@ -459,15 +508,7 @@ def load_openai_merges(path, count):
     if count < 0:
         raise ArchError("a CLIP vocabulary needs at least 514 tokens (256 bytes, 256 bytes+</w>, 2 specials); "
                         "the model has %d" % (count + 514))
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                text = f.read().decode("utf-8")
-        else:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
-        raise ArchError("cannot read BPE merges file %s: %s" % (path, e))
+    text = _read_text(path, "BPE merges file")
     lines = text.split("\n", count + 1)  # only what is needed (the file has 262k lines)
     if lines and "#version" in lines[0]:
         lines = lines[1:]
@@ -482,11 +523,7 @@ def load_openai_merges(path, count):
 
 def load_hf_merges(path):
     """merges.txt of a Hugging Face CLIP tokenizer, without its '#version' line."""
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8").split("\n")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ArchError("cannot read %s: %s" % (path, e))
+    lines = _read_text(path, "merges file").split("\n")
     if lines and lines[0].startswith("#version"):
         lines = lines[1:]
     while lines and lines[-1].strip() == "":
@@ -494,6 +531,25 @@ def load_hf_merges(path):
     lines = [ln.rstrip("\r") for ln in lines]
     _check_merges(lines, path)
     return lines
+
+
+def _read_text(path, what):
+    """A UTF-8 text file (gzip-compressed when named .gz), at most MAX_TEXT_INPUT bytes once
+    inflated: the real BPE file is 1.3 MB, so a bigger one is refused, not inflated whole."""
+    if path.endswith(".gz"):
+        try:
+            with open_input(path, what) as raw, gzip.GzipFile(fileobj=raw) as f:
+                data = f.read(MAX_TEXT_INPUT + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ArchError("%s: cannot read the %s: %s" % (path, what, e))
+        if len(data) > MAX_TEXT_INPUT:
+            raise ArchError("%s: the %s inflates to more than %d bytes" % (path, what, MAX_TEXT_INPUT))
+    else:
+        data = read_input(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArchError("%s: the %s is not valid UTF-8 (byte %d)" % (path, what, e.start))
 
 
 def _check_merges(merges, path):

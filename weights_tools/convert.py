@@ -19,21 +19,15 @@ import sys
 
 PROG = "convert.py"
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import require_numpy
+if __name__ == "__main__":  # run as a script: check numpy before importing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from weights_tools._common import require_numpy
     require_numpy(PROG)
 
 import numpy as np  # noqa: E402
 
-try:  # noqa: E402
-    from . import clip_arch, safetensors_io, sources
-    from ._common import ToolError, human_bytes
-except ImportError:
-    import clip_arch
-    import safetensors_io
-    import sources
-    from _common import ToolError, human_bytes
+from weights_tools import clip_arch, safetensors_io, sources  # noqa: E402
+from weights_tools._common import ToolError, check_output, human_bytes, run_main  # noqa: E402
 
 DTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
 
@@ -66,17 +60,20 @@ def cast_tensor(name, arr, st_dtype):
     return out
 
 
+def input_files(input_path, bpe=None):
+    """The files a conversion reads (every file of a Hugging Face folder), for check_output."""
+    files = [input_path, bpe]
+    if os.path.isdir(input_path):
+        files += [os.path.join(input_path, n) for n in os.listdir(input_path)]
+    return files
+
+
 def convert(input_path, output_path, dtype="f16", bpe=None, hidden_act=None, image_mean=None, image_std=None,
             log=None):
-    """Convert; returns the Source (with .config). Raises ToolError on any problem."""
+    """Convert; returns the Source (with .config). Raises UsageError for an output that cannot
+    be written safely (before reading anything), ToolError on any other problem."""
     st_dtype = DTYPES[dtype]
-    if os.path.isdir(output_path):
-        raise ToolError("%s: output is a directory" % output_path)
-    out_dir = os.path.dirname(os.path.abspath(output_path))
-    if not os.path.isdir(out_dir):
-        raise ToolError("%s: output directory does not exist" % out_dir)
-    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(output_path, input_path):
-        raise ToolError("output would overwrite the input %s" % input_path)
+    check_output(output_path, input_files(input_path, bpe))
     src = sources.open_source(input_path, hidden_act=hidden_act, image_mean=image_mean, image_std=image_std, bpe=bpe)
     try:
         want = clip_arch.expected_shapes(src.config)
@@ -124,27 +121,23 @@ def main(argv=None):
         if not args.quiet:
             sys.stderr.write("%s: %s\n" % (PROG, msg))
 
-    try:
+    def body():
         mean = sources.parse_triplet(args.image_mean, "--image-mean") if args.image_mean else None
         std = sources.parse_triplet(args.image_std, "--image-std") if args.image_std else None
         src = convert(args.input, args.output, args.dtype, args.bpe, args.hidden_act, mean, std, log)
-    except ToolError as e:
-        sys.stderr.write("%s: error: %s\n" % (PROG, e))
-        return 1
-    except MemoryError:
-        sys.stderr.write("%s: error: out of memory\n" % PROG)
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("%s: interrupted\n" % PROG)
-        return 130
-    if not args.quiet:
+        if not args.quiet:
+            report(src)
+        return 0
+
+    def report(src):
         cfg = src.config
         name = clip_arch.official_name(cfg)
         print("%s: %s%s from %s (%s) -> %s [%d tensors, %s, %s]" % (
             PROG, clip_arch.describe_arch(cfg), " = %s" % name if name else "", args.input, src.description,
             args.output, len(clip_arch.expected_shapes(cfg)), args.dtype,
             human_bytes(os.path.getsize(args.output))))
-    return 0
+
+    return run_main(PROG, body)
 
 
 if __name__ == "__main__":

@@ -19,18 +19,13 @@ import sys
 
 PROG = "info.py"
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import require_numpy
+if __name__ == "__main__":  # run as a script: check numpy before importing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from weights_tools._common import require_numpy
     require_numpy(PROG)
 
-try:  # noqa: E402
-    from . import clip_arch, sources
-    from ._common import ToolError, human_bytes, quiet_broken_pipe
-except ImportError:
-    import clip_arch
-    import sources
-    from _common import ToolError, human_bytes, quiet_broken_pipe
+from weights_tools import clip_arch, sources  # noqa: E402
+from weights_tools._common import human_bytes, run_main  # noqa: E402
 
 
 def describe(path, bpe=None):
@@ -111,7 +106,8 @@ def print_text(info, out=None):
     if info["skipped_buffers"]:
         w("  not converted:  %d buffers (num_batches_tracked / position_ids / int scalars)\n" % info["skipped_buffers"])
     if info["logit_scale"] is not None:
-        w("  logit_scale:    %.6g (exp = %.6g)\n" % (info["logit_scale"], math.exp(info["logit_scale"])))
+        ls = info["logit_scale"]
+        w("  logit_scale:    %.6g (exp = %.6g)\n" % (ls, math.exp(ls) if ls < 700 else math.inf))
     if info["kind"] == "zeroclip":
         w("  format:         zeroclip v%s, %d BPE merges%s\n" % (info["format_version"], info["bpe_merges"],
                                                                 ", custom vocab" if info["custom_bpe_vocab"] else ""))
@@ -126,21 +122,20 @@ def main(argv=None):
     ap.add_argument("input", help="checkpoint file, Hugging Face folder or zeroclip .safetensors")
     ap.add_argument("--json", action="store_true", help="machine-readable JSON output")
     args = ap.parse_args(argv)
-    try:
+
+    def body():
         info = describe(args.input)
-    except ToolError as e:
-        sys.stderr.write("%s: error: %s\n" % (PROG, e))
-        return 1
-    try:
-        if args.json:
+        if args.json:  # ensure_ascii: any file name (undecodable bytes as \udcXX escapes) stays valid JSON
             json.dump(info, sys.stdout, indent=1)
             sys.stdout.write("\n")
         else:
+            if hasattr(sys.stdout, "reconfigure"):  # a file name with undecodable bytes prints as \xNN
+                sys.stdout.reconfigure(errors="backslashreplace")
             print_text(info)
         sys.stdout.flush()
-    except BrokenPipeError:
-        quiet_broken_pipe()
-    return 0
+        return 0
+
+    return run_main(PROG, body)
 
 
 if __name__ == "__main__":

@@ -30,21 +30,15 @@ import sys
 
 PROG = "make_random.py"
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import require_numpy
+if __name__ == "__main__":  # run as a script: check numpy before importing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from weights_tools._common import require_numpy
     require_numpy(PROG)
 
 import numpy as np  # noqa: E402
 
-try:  # noqa: E402
-    from . import clip_arch, safetensors_io, sources
-    from ._common import ToolError, human_bytes, quiet_broken_pipe
-except ImportError:
-    import clip_arch
-    import safetensors_io
-    import sources
-    from _common import ToolError, human_bytes, quiet_broken_pipe
+from weights_tools import clip_arch, safetensors_io, sources  # noqa: E402
+from weights_tools._common import ToolError, check_output, human_bytes, run_main  # noqa: E402
 
 # Base shape for --tiny (a ViT unless --resnet-layers is given).
 TINY_VIT = dict(embed_dim=16, image_size=32, vision_layers=1, vision_width=64, patch_size=16,
@@ -247,26 +241,26 @@ def main(argv=None):
         ap.error("give --arch NAME or --tiny")
     if not args.dry_run and not args.output:
         ap.error("OUTPUT is required (or use --dry-run)")
-    try:
-        cfg = build_config(args.arch, args.tiny, args.embed_dim, args.image_size, args.vision_width,
-                           args.vision_layers, args.resnet_layers, args.patch, args.vision_heads, args.text_width,
-                           args.text_layers, args.text_heads, args.context_length, args.vocab_size, args.hidden_act)
-        shapes = clip_arch.expected_shapes(cfg)
-        if args.dry_run:
-            out = collections.OrderedDict([("config", cfg),
-                                           ("parameters", sum(int(math.prod(s)) for s in shapes.values())),
-                                           ("tensors", collections.OrderedDict((k, list(s)) for k, s in shapes.items()))])
-            try:
-                json.dump(out, sys.stdout, indent=1)
-                sys.stdout.write("\n")
-                sys.stdout.flush()
-            except BrokenPipeError:
-                quiet_broken_pipe()
-            return 0
-        write_random(args.output, cfg, args.seed, args.dtype, args.bpe)
-    except ToolError as e:
-        sys.stderr.write("%s: error: %s\n" % (PROG, e))
-        return 1
+    return run_main(PROG, lambda: _run(args))
+
+
+def _run(args):
+    """The tool's work once the command line parsed; returns the exit status."""
+    if not args.dry_run:
+        check_output(args.output, [args.bpe])
+    cfg = build_config(args.arch, args.tiny, args.embed_dim, args.image_size, args.vision_width,
+                       args.vision_layers, args.resnet_layers, args.patch, args.vision_heads, args.text_width,
+                       args.text_layers, args.text_heads, args.context_length, args.vocab_size, args.hidden_act)
+    shapes = clip_arch.expected_shapes(cfg)
+    if args.dry_run:
+        out = collections.OrderedDict([("config", cfg),
+                                       ("parameters", sum(int(math.prod(s)) for s in shapes.values())),
+                                       ("tensors", collections.OrderedDict((k, list(s)) for k, s in shapes.items()))])
+        json.dump(out, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        return 0
+    write_random(args.output, cfg, args.seed, args.dtype, args.bpe)
     if not args.quiet:
         print("%s: %s -> %s [%d tensors, %s, %s]" % (PROG, clip_arch.describe_arch(cfg), args.output, len(shapes),
                                                     args.dtype, human_bytes(os.path.getsize(args.output))))

@@ -14,16 +14,13 @@ raw uint16 bit patterns with ``raw=True``; the writer takes uint16 bit patterns 
 """
 
 import json
+import math
 import os
 import struct
-import tempfile
 
 import numpy as np
 
-try:
-    from ._common import ToolError
-except ImportError:  # run as a script from inside weights_tools/
-    from _common import ToolError
+from ._common import ToolError, atomic_output, open_input
 
 # safetensors dtype -> (numpy dtype used for the raw bytes, bytes per element)
 DTYPES = {
@@ -74,27 +71,50 @@ def f32_to_bf16_bits(x):
 
 # ----------------------------------------------------------------------------- reading
 
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError("key '%s' appears twice" % dup)
+    return dict(pairs)
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 class SafetensorsFile:
-    """Parses and checks the header; tensors are read on demand with ``get()``."""
+    """Parses and checks the header; tensors are read on demand with ``get()``.
+
+    Checked before anything is used: the header length against the file and MAX_HEADER, the
+    JSON (UTF-8, an object, no duplicate names), each entry's dtype, shape (non-negative JSON
+    integers) and offsets (dtype size x shape), and that the tensors tile the data section
+    exactly: no overlap, no gap, nothing after the last one (as the reference implementation
+    requires)."""
 
     def __init__(self, path):
         self.path = path
+        with open_input(path, "safetensors file") as f:
+            self.file_size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise SafetensorsError("%s: not a safetensors file (%d bytes, shorter than the 8-byte header length)"
+                                       % (path, len(head)))
+            (n,) = struct.unpack("<Q", head)
+            if n > self.file_size - 8:
+                raise SafetensorsError("%s: safetensors header length %d is larger than the rest of the file "
+                                       "(%d bytes): truncated, or not a safetensors file" % (path, n, self.file_size - 8))
+            if n > MAX_HEADER:
+                raise SafetensorsError("%s: safetensors header length %d exceeds the limit of %d bytes"
+                                       % (path, n, MAX_HEADER))
+            raw = f.read(n)
+            if len(raw) != n:
+                raise SafetensorsError("%s: truncated while reading the safetensors header" % path)
         try:
-            self.file_size = os.path.getsize(path)
-            with open(path, "rb") as f:
-                head = f.read(8)
-                if len(head) < 8:
-                    raise SafetensorsError("%s: not a safetensors file (shorter than 8 bytes)" % path)
-                (n,) = struct.unpack("<Q", head)
-                if n > MAX_HEADER or 8 + n > self.file_size:
-                    raise SafetensorsError("%s: not a safetensors file or truncated (header length %d, file size %d)"
-                                           % (path, n, self.file_size))
-                raw = f.read(n)
-        except OSError as e:
-            raise SafetensorsError("%s: cannot read: %s" % (path, e))
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        except UnicodeDecodeError as e:
+            raise SafetensorsError("%s: safetensors header is not valid UTF-8 (byte %d)" % (path, e.start))
+        except (ValueError, RecursionError) as e:
             raise SafetensorsError("%s: invalid safetensors JSON header: %s" % (path, e))
         if not isinstance(header, dict):
             raise SafetensorsError("%s: safetensors header is not a JSON object" % path)
@@ -107,22 +127,38 @@ class SafetensorsFile:
         self.tensors = {}
         data_len = self.file_size - self.data_start
         for name, info in header.items():
-            try:
-                dtype = info["dtype"]
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(o) for o in info["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise SafetensorsError("%s: malformed header entry for tensor '%s'" % (path, name))
-            if dtype not in DTYPES:
-                raise SafetensorsError("%s: tensor '%s' has unsupported dtype %s" % (path, name, dtype))
-            if any(s < 0 for s in shape):
-                raise SafetensorsError("%s: tensor '%s' has a negative dimension" % (path, name))
-            nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+            if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+                raise SafetensorsError("%s: malformed header entry for tensor '%s' (needs dtype, shape, data_offsets)"
+                                       % (path, name))
+            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+            if not isinstance(dtype, str) or dtype not in DTYPES:
+                raise SafetensorsError("%s: tensor '%s' has unsupported dtype %r" % (path, name, dtype))
+            if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+                raise SafetensorsError("%s: tensor '%s' has shape %s; expected a list of non-negative integers"
+                                       % (path, name, json.dumps(shape)[:80]))
+            if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+                raise SafetensorsError("%s: tensor '%s' has data_offsets %s; expected [begin, end] integers"
+                                       % (path, name, json.dumps(offsets)[:80]))
+            begin, end = offsets
+            nbytes = math.prod(shape) * DTYPES[dtype].itemsize  # Python integers: no overflow
             if not (0 <= begin <= end <= data_len) or end - begin != nbytes:
                 raise SafetensorsError(
-                    "%s: tensor '%s' has bad data_offsets [%d, %d) for %s %s (data section %d bytes; "
-                    "file truncated?)" % (path, name, begin, end, dtype, list(shape), data_len))
-            self.tensors[name] = (dtype, shape, begin, end)
+                    "%s: tensor '%s' has bad data_offsets [%d, %d) for %s %s (%d bytes; data section %d bytes; "
+                    "file truncated?)" % (path, name, begin, end, dtype, shape, nbytes, data_len))
+            self.tensors[name] = (dtype, tuple(shape), begin, end)
+        at, prev = 0, None
+        for name, (_, _, begin, end) in sorted(self.tensors.items(), key=lambda kv: (kv[1][2], kv[1][3])):
+            if begin < at:
+                raise SafetensorsError("%s: tensors '%s' (ending at byte %d) and '%s' (starting at byte %d) "
+                                       "overlap in the data section" % (path, prev, at, name, begin))
+            if begin > at:
+                raise SafetensorsError("%s: %d unused bytes in the data section before tensor '%s' (offset %d); "
+                                       "tensors must be stored back to back" % (path, begin - at, name, at))
+            if end > begin:
+                at, prev = end, name
+        if at != data_len:
+            raise SafetensorsError("%s: %d bytes after the last tensor in the data section (%d bytes used of %d)"
+                                   % (path, data_len - at, at, data_len))
 
     def keys(self):
         return list(self.tensors.keys())
@@ -139,7 +175,7 @@ class SafetensorsFile:
     def get(self, name, raw=False):
         """Tensor as a numpy array (little-endian; BF16 widened to float32 unless raw)."""
         dtype, shape, begin, end = self.tensors[name]
-        with open(self.path, "rb") as f:
+        with open_input(self.path, "safetensors file") as f:
             f.seek(self.data_start + begin)
             buf = f.read(end - begin)
         if len(buf) != end - begin:
@@ -179,8 +215,9 @@ def write(path, entries, metadata=None):
     zero-argument callable returning one (called once, in sorted-name order, so big files can
     be produced tensor by tensor). The array must have the element size of st_dtype (uint16
     bit patterns for BF16) and exactly ``shape``.
-    The file is written to a temporary name in the same folder and renamed at the end, so a
-    failed write never leaves a partial output file behind.
+    The file is written to a temporary name in the same folder, fsynced and renamed at the end
+    (_common.atomic_output), so a failed write never leaves a partial output file behind and
+    never damages the file it was to replace.
     """
     entries = sorted(entries, key=lambda e: e[0])
     header = {}
@@ -204,34 +241,21 @@ def write(path, entries, metadata=None):
     hjson = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     hjson += b" " * ((-len(hjson)) % 8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(hjson)))
-            f.write(hjson)
-            for name, dtype, shape, data in entries:
-                arr = data() if callable(data) else data
-                arr = np.asarray(arr)
-                want = DTYPES[dtype]
-                if arr.dtype.itemsize != want.itemsize or arr.dtype.kind != want.kind:
-                    if not (dtype == "BF16" and arr.dtype == np.uint16):
-                        raise SafetensorsError("tensor '%s': array dtype %s does not match %s" % (name, arr.dtype, dtype))
-                if tuple(arr.shape) != tuple(int(s) for s in shape):
-                    raise SafetensorsError("tensor '%s': array shape %s does not match %s"
-                                           % (name, list(arr.shape), list(shape)))
-                arr = np.ascontiguousarray(arr, dtype=want)
-                f.write(memoryview(arr.reshape(-1)).cast("B"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for name, dtype, shape, data in entries:
+            arr = data() if callable(data) else data
+            arr = np.asarray(arr)
+            want = DTYPES[dtype]
+            if arr.dtype.itemsize != want.itemsize or arr.dtype.kind != want.kind:
+                if not (dtype == "BF16" and arr.dtype == np.uint16):
+                    raise SafetensorsError("tensor '%s': array dtype %s does not match %s" % (name, arr.dtype, dtype))
+            if tuple(arr.shape) != tuple(int(s) for s in shape):
+                raise SafetensorsError("tensor '%s': array shape %s does not match %s"
+                                       % (name, list(arr.shape), list(shape)))
+            arr = np.ascontiguousarray(arr, dtype=want)
+            f.write(memoryview(arr.reshape(-1)).cast("B"))
 
 
 def save(path, tensors, metadata=None):

@@ -18,16 +18,8 @@ import zipfile
 
 import numpy as np
 
-try:
-    from . import clip_arch
-    from . import safetensors_io
-    from . import torch_zip
-    from ._common import ToolError
-except ImportError:
-    import clip_arch
-    import safetensors_io
-    import torch_zip
-    from _common import ToolError
+from . import clip_arch, safetensors_io, torch_zip
+from ._common import ToolError, open_input, read_input
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BPE = os.path.normpath(os.path.join(HERE, "..", "data", "bpe_simple_vocab_16e6.txt.gz"))
@@ -117,12 +109,39 @@ class Source:
             c()
 
 
-def _is_safetensors(path):
-    try:
-        safetensors_io.SafetensorsFile(path)
-        return True
-    except ToolError:
-        return False
+def sniff_format(path):
+    """What the file's first bytes say it is: 'torch_zip' (zip magic PK), 'safetensors' (an
+    8-byte little-endian header length, then '{'), 'legacy_torch' (pickle protocol 2-5 opcode
+    0x80 first), or None. Only a regular file is opened (never blocks on a FIFO)."""
+    with open_input(path, "checkpoint") as f:
+        head = f.read(16)
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            return "torch_zip"
+        if len(head) > 8 and head[8:9] == b"{":
+            return "safetensors"
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return "legacy_torch"
+        if zipfile.is_zipfile(f):  # a zip with something in front of it
+            return "torch_zip"
+    return None
+
+
+def _open_weights_file(path):
+    """(kind, opened object) for one weights file: a TorchArchive or a SafetensorsFile; a
+    clear error for anything else."""
+    kind = sniff_format(path)
+    if kind == "torch_zip":
+        return kind, torch_zip.TorchArchive(path)
+    if kind == "safetensors":
+        return kind, safetensors_io.SafetensorsFile(path)
+    if kind == "legacy_torch":
+        raise ToolError("%s: looks like a legacy (pre-1.6, non-zip) PyTorch file (it starts with a pickle); that "
+                        "serialization is not supported: re-save it with torch.save(obj, path) from PyTorch >= 1.6"
+                        % path)
+    size = os.path.getsize(path)
+    raise ToolError("%s: not a recognised checkpoint (%s; expected a PyTorch .pt/.bin zip, a safetensors file "
+                    "or a Hugging Face CLIP folder)" % (path, "an empty file" if size == 0 else
+                                                        "%d bytes, unknown signature" % size))
 
 
 def _looks_hf(names):
@@ -148,19 +167,9 @@ def open_source(path, hidden_act=None, image_mean=None, image_std=None, bpe=None
             src = _open_hf_folder(path)
         else:
             raise ToolError("%s: a directory input must be a Hugging Face CLIP folder with config.json" % path)
-    elif zipfile.is_zipfile(path):
-        src = _open_torch(path)
-    elif _is_safetensors(path):
-        src = _open_safetensors(path)
     else:
-        # Let the torch reader produce its specific message (legacy format, truncated zip, ...).
-        try:
-            torch_zip.TorchArchive(path)
-        except ToolError as e:
-            if "legacy" in str(e) or "zip" in str(e):
-                raise
-        raise ToolError("%s: not a recognised checkpoint (expected a PyTorch .pt/.bin zip, a safetensors file "
-                        "or a Hugging Face CLIP folder)" % path)
+        kind, opened = _open_weights_file(path)
+        src = _open_torch(path, opened) if kind == "torch_zip" else _open_safetensors(path, opened)
     try:
         _finish(src, hidden_act, image_mean, image_std, bpe, want_tokenizer)
     except BaseException:
@@ -179,8 +188,13 @@ def _add_tensors(src, named):
             src.tensors[name] = t
 
 
-def _open_torch(path):
-    arch, sd, kind, desc = torch_zip.load_state_dict(path)
+def _open_torch(path, arch):
+    try:
+        sd, desc = torch_zip.extract_state_dict(arch.obj, path)
+    except BaseException:
+        arch.close()
+        raise
+    kind = "torchscript" if arch.is_torchscript else "torch_state_dict"
     names = list(sd.keys())
     if _looks_hf(names):
         folder = os.path.dirname(os.path.abspath(path))
@@ -196,8 +210,7 @@ def _open_torch(path):
     return src
 
 
-def _open_safetensors(path):
-    f = safetensors_io.SafetensorsFile(path)
+def _open_safetensors(path, f):
     names = f.keys()
     if "zeroclip.config" in f.metadata:
         src = Source(path, "zeroclip")
@@ -224,24 +237,25 @@ def _hf_weight_files(folder):
     for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         p = os.path.join(folder, name)
         if os.path.exists(p):
-            try:
-                with open(p, encoding="utf-8") as f:
-                    wm = json.load(f)["weight_map"]
-                shards = sorted(set(wm.values()))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                raise ToolError("%s: cannot read the shard index: %s" % (p, e))
+            index = _read_json(p)
+            wm = index.get("weight_map") if isinstance(index, dict) else None
+            if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
+                raise ToolError("%s: cannot read the shard index: weight_map must map names to file names" % p)
+            shards = sorted(set(wm.values()))
             for s in shards:
-                if os.path.basename(s) != s:
+                if os.path.basename(s) != s or s in ("", ".", ".."):
                     raise ToolError("%s: shard name %r is not a plain file name" % (p, s))
             return [os.path.join(folder, s) for s in shards]
     raise ToolError("%s: Hugging Face folder without model.safetensors or pytorch_model.bin" % folder)
 
 
 def _read_json(path):
+    data = read_input(path, "JSON file")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ToolError("%s: not valid UTF-8 (byte %d)" % (path, e.start))
+    except (ValueError, RecursionError) as e:
         raise ToolError("%s: cannot read JSON: %s" % (path, e))
 
 
@@ -253,13 +267,13 @@ def _open_hf_folder(folder, weights=None):
     src.files = list(files)
     hf = collections.OrderedDict()
     for p in files:
-        if zipfile.is_zipfile(p):
-            arch, sd, _, _ = torch_zip.load_state_dict(p)
-            src.closers.append(arch.close)
+        kind, opened = _open_weights_file(p)
+        if kind == "torch_zip":
+            src.closers.append(opened.close)
+            sd, _ = torch_zip.extract_state_dict(opened.obj, p)
             items = sd.items()
         else:
-            f = safetensors_io.SafetensorsFile(p)
-            items = ((n, STTensor(f, n)) for n in f.keys())
+            items = ((n, STTensor(opened, n)) for n in opened.keys())
         for n, t in items:
             if n in hf:
                 raise ToolError("%s: tensor '%s' appears in more than one weight file" % (folder, n))
@@ -285,29 +299,38 @@ def _open_hf_folder(folder, weights=None):
 # ----------------------------------------------------------------------------- config + tokenizer
 
 def _hf_config(src, hidden_act, image_mean, image_std):
+    where = os.path.join(src.path, "config.json")
     t, v, proj = clip_arch.hf_config_sections(src.hf_config)
+    if not isinstance(t, dict) or not isinstance(v, dict):
+        raise ToolError("%s: text_config and vision_config must be JSON objects" % where)
     acts = {t.get("hidden_act", "quick_gelu"), v.get("hidden_act", "quick_gelu")}
+    if not all(isinstance(a, str) for a in acts):
+        raise ToolError("%s: hidden_act must be a string" % where)
     if hidden_act is None and len(acts) != 1:
-        raise ToolError("config.json: text and vision towers use different hidden_act (%s); the format has one "
-                        "(override with --hidden-act)" % ", ".join(sorted(acts)))
-    epss = {float(t.get("layer_norm_eps", 1e-5)), float(v.get("layer_norm_eps", 1e-5))}
+        raise ToolError("%s: text and vision towers use different hidden_act (%s); the format has one "
+                        "(override with --hidden-act)" % (where, ", ".join(sorted(acts))))
+    epss = {clip_arch.check_real(t.get("layer_norm_eps", 1e-5), "text_config.layer_norm_eps", where),
+            clip_arch.check_real(v.get("layer_norm_eps", 1e-5), "vision_config.layer_norm_eps", where)}
     if len(epss) != 1:
-        raise ToolError("config.json: text and vision towers use different layer_norm_eps (%s)" % sorted(epss))
+        raise ToolError("%s: text and vision towers use different layer_norm_eps (%s)" % (where, sorted(epss)))
     shapes = {k: x.shape for k, x in src.tensors.items()}
     inferred = clip_arch.infer_config(shapes)  # OpenAI's view of the same tensors
     # Missing keys take transformers' CLIPTextConfig / CLIPVisionConfig defaults, as
     # CLIPModel.from_pretrained would.
-    try:
-        vision = dict(type="vit", width=int(v.get("hidden_size", 768)), layers=int(v.get("num_hidden_layers", 12)),
-                      heads=int(v.get("num_attention_heads", 12)), patch_size=int(v.get("patch_size", 32)),
-                      image_size=int(v.get("image_size", 224)))
-        text = dict(width=int(t.get("hidden_size", 512)), layers=int(t.get("num_hidden_layers", 12)),
-                    heads=int(t.get("num_attention_heads", 8)),
-                    context_length=int(t.get("max_position_embeddings", 77)),
-                    vocab_size=int(t.get("vocab_size", 49408)))
-        embed = int(proj if proj is not None else inferred["embed_dim"])
-    except (TypeError, ValueError) as e:
-        raise ToolError("config.json: bad field: %s" % e)
+    def hf_int(sec, name, key, default, hi=clip_arch.MAX_WIDTH):
+        return clip_arch.check_int(sec.get(key, default), "%s.%s" % (name, key), where, hi=hi)
+
+    vision = dict(type="vit", width=hf_int(v, "vision_config", "hidden_size", 768),
+                  layers=hf_int(v, "vision_config", "num_hidden_layers", 12, clip_arch.MAX_LAYERS),
+                  heads=hf_int(v, "vision_config", "num_attention_heads", 12),
+                  patch_size=hf_int(v, "vision_config", "patch_size", 32, clip_arch.MAX_IMAGE_SIZE),
+                  image_size=hf_int(v, "vision_config", "image_size", 224, clip_arch.MAX_IMAGE_SIZE))
+    text = dict(width=hf_int(t, "text_config", "hidden_size", 512),
+                layers=hf_int(t, "text_config", "num_hidden_layers", 12, clip_arch.MAX_LAYERS),
+                heads=hf_int(t, "text_config", "num_attention_heads", 8),
+                context_length=hf_int(t, "text_config", "max_position_embeddings", 77, clip_arch.MAX_CONTEXT_LENGTH),
+                vocab_size=hf_int(t, "text_config", "vocab_size", 49408, clip_arch.MAX_VOCAB_SIZE))
+    embed = clip_arch.check_int(proj if proj is not None else inferred["embed_dim"], "projection_dim", where)
     for tower, hf_sec, inf_sec in (("vision", vision, inferred["vision"]), ("text", text, inferred["text"])):
         if hf_sec["heads"] != inf_sec["heads"]:
             src.notes.append("%s heads: %d from config.json (OpenAI's width//64 rule would give %d)"
@@ -316,10 +339,13 @@ def _hf_config(src, hidden_act, image_mean, image_std):
     pp = os.path.join(src.path, "preprocessor_config.json")
     if os.path.exists(pp):
         pc = _read_json(pp)
+        if not isinstance(pc, dict):
+            raise ToolError("%s: not a JSON object" % pp)
         mean = pc.get("image_mean", mean)
         std = pc.get("image_std", std)
+        where = "%s / %s" % (where, os.path.basename(pp))
     cfg = clip_arch.make_config(embed, vision, text, hidden_act or acts.pop(), epss.pop(),
-                                image_mean or mean, image_std or std)
+                                image_mean or mean, image_std or std, where=where)
     return cfg
 
 
@@ -329,18 +355,28 @@ def _finish(src, hidden_act, image_mean, image_std, bpe, want_tokenizer):
         src.notes.append("logit_scale stored with shape [1]; written as a 0-d tensor")
     shapes = collections.OrderedDict((k, t.shape) for k, t in src.tensors.items())
     if src.kind == "zeroclip":
+        where = "%s: zeroclip.config" % src.path
         try:
             cfg = json.loads(src.metadata["zeroclip.config"], object_pairs_hook=collections.OrderedDict)
-            cfg = clip_arch.make_config(cfg["embed_dim"], cfg["vision"], cfg["text"], hidden_act or cfg["hidden_act"],
-                                        cfg["layer_norm_eps"], image_mean or cfg["image_mean"],
-                                        image_std or cfg["image_std"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise ToolError("%s: bad zeroclip.config metadata: %s" % (src.path, e))
+        except (ValueError, RecursionError) as e:
+            raise ToolError("%s is not valid JSON: %s" % (where, e))
+        if not isinstance(cfg, dict):
+            raise ToolError("%s is not a JSON object" % where)
+        missing = [k for k in ("embed_dim", "vision", "text", "hidden_act", "layer_norm_eps", "image_mean", "image_std")
+                   if k not in cfg]
+        if missing:
+            raise ToolError("%s: missing key %s" % (where, missing[0]))
+        cfg = clip_arch.make_config(cfg["embed_dim"], cfg["vision"], cfg["text"], hidden_act or cfg["hidden_act"],
+                                    cfg["layer_norm_eps"], image_mean or cfg["image_mean"],
+                                    image_std or cfg["image_std"], where=where)
     elif src.kind == "hf":
         cfg = _hf_config(src, hidden_act, image_mean, image_std)
     else:
-        cfg = clip_arch.infer_config(shapes, hidden_act or clip_arch.DEFAULT_HIDDEN_ACT,
-                                     clip_arch.DEFAULT_LAYER_NORM_EPS, image_mean, image_std)
+        try:
+            cfg = clip_arch.infer_config(shapes, hidden_act or clip_arch.DEFAULT_HIDDEN_ACT,
+                                         clip_arch.DEFAULT_LAYER_NORM_EPS, image_mean, image_std)
+        except clip_arch.ArchError as e:
+            raise ToolError("%s: %s" % (src.path, e)) if not str(e).startswith(src.path) else e
     clip_arch.validate_shapes(shapes, cfg, src.path)
     src.config = cfg
     if not want_tokenizer:

@@ -36,17 +36,14 @@ import collections
 import io
 import pickle
 import re
+import os
 import zipfile
 import zlib
 
 import numpy as np
 
-try:
-    from ._common import ToolError
-    from .safetensors_io import bf16_bits_to_f32
-except ImportError:
-    from _common import ToolError
-    from safetensors_io import bf16_bits_to_f32
+from ._common import MAX_TEXT_INPUT, ToolError, atomic_output, open_input
+from .safetensors_io import bf16_bits_to_f32, f32_to_bf16_bits
 
 
 class TorchZipError(ToolError):
@@ -77,6 +74,10 @@ STORAGE_TORCH_DTYPE = {
     "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
 }
 _KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
+# PyTorch stores zip entries uncompressed; an entry over MAX_RATIO_FREE bytes that inflates more
+# than MAX_COMPRESSION_RATIO times is refused before inflating (deflate reaches ~1030x: bombs).
+MAX_RATIO_FREE = 1 << 20
+MAX_COMPRESSION_RATIO = 100
 
 
 class _Frozen:
@@ -171,6 +172,9 @@ class LazyTensor:
                       and self.offset + sum((k - 1) * s for k, s in zip(self.shape, self.stride)) < data.size):
             raise TorchZipError("tensor record (size %s, stride %s, offset %s) reaches past its storage"
                                 % (self.shape, self.stride, self.offset))
+        if n > data.size:
+            raise TorchZipError("tensor record (size %s, stride %s) has %d elements but its storage only %d: "
+                                "broadcast (stride-0) tensors are not supported" % (self.shape, self.stride, n, data.size))
         if n == 0:
             out = np.zeros(self.shape, dtype=data.dtype)
         else:
@@ -332,13 +336,30 @@ class TorchArchive:
         self.path = path
         self._cache = {}
         self._refs = {}
+        self._file = open_input(path, "checkpoint")
         try:
-            self.zip = zipfile.ZipFile(path)
+            self.file_size = os.fstat(self._file.fileno()).st_size
+            head = self._file.read(16)
+            self._file.seek(0)
+            self.zip = zipfile.ZipFile(self._file)
             names = self.zip.namelist()
-        except zipfile.BadZipFile as e:
-            raise TorchZipError(self._not_zip_message(path, e))
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OverflowError) as e:
+            self._file.close()
+            raise TorchZipError(self._not_zip_message(path, e, head))
         except OSError as e:
+            self._file.close()
             raise TorchZipError("%s: cannot read: %s" % (path, e))
+        except BaseException:
+            self._file.close()
+            raise
+        try:
+            self._load(names)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, names):
+        path = self.path
         tops = sorted(n[:-len("/data.pkl")] for n in names
                       if n.endswith("/data.pkl") and n.count("/") == 1)
         if not tops:
@@ -351,10 +372,10 @@ class TorchArchive:
             n.startswith(self.top + "/code/") for n in names)
         self.byteorder = "little"
         if (self.top + "/byteorder") in self.names:
-            self.byteorder = self._read(self.top + "/byteorder").decode("ascii", "replace").strip()
+            self.byteorder = self._read(self.top + "/byteorder", 64).decode("ascii", "replace").strip()
             if self.byteorder not in ("little", "big"):
                 raise TorchZipError("%s: unknown byteorder %r" % (path, self.byteorder))
-        data = self._read(self.top + "/data.pkl")
+        data = self._read(self.top + "/data.pkl", MAX_TEXT_INPUT)
         try:
             self.obj = SafeUnpickler(io.BytesIO(data), self, path).load()
         except ToolError:
@@ -365,26 +386,45 @@ class TorchArchive:
             raise TorchZipError("%s: cannot parse data.pkl: %s: %s" % (path, type(e).__name__, e))
 
     @staticmethod
-    def _not_zip_message(path, err):
-        try:
-            with open(path, "rb") as f:
-                head = f.read(8)
-        except OSError:
-            head = b""
-        if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
-            return ("%s: legacy (pre-1.6, non-zip) PyTorch serialization is not supported; "
-                    "re-save it with torch.save(obj, path) from PyTorch >= 1.6" % path)
+    def _not_zip_message(path, err, head):
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return ("%s: looks like a legacy (pre-1.6, non-zip) PyTorch file (it starts with a pickle); that "
+                    "serialization is not supported: re-save it with torch.save(obj, path) from PyTorch >= 1.6" % path)
         if head[:2] == b"PK":
-            return "%s: damaged or truncated zip file (%s)" % (path, err)
+            return "%s: looks like a PyTorch zip checkpoint, but the zip is damaged or truncated (%s)" % (path, err)
         return "%s: not a PyTorch zip checkpoint (%s)" % (path, err)
 
-    def _read(self, name):
+    def _read(self, name, limit, exact=None):
+        """The bytes of zip entry ``name`` (its first ``exact`` bytes if given), refusing before
+        inflating anything an entry that declares more than ``limit`` bytes, more compressed
+        bytes than the archive holds, or a compression ratio only a decompression bomb has.
+        Inflation is streamed and stops at the declared size, so memory stays within it."""
         try:
-            return self.zip.read(name)
+            info = self.zip.getinfo(name)
         except KeyError:
             raise TorchZipError("%s: missing zip entry %s" % (self.path, name))
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        want = info.file_size if exact is None else exact
+        if info.file_size > limit:
+            raise TorchZipError("%s: zip entry %s declares %d bytes, more than the limit of %d"
+                                % (self.path, name, info.file_size, limit))
+        if info.compress_size > self.file_size:
+            raise TorchZipError("%s: zip entry %s declares %d compressed bytes but the file has %d (truncated?)"
+                                % (self.path, name, info.compress_size, self.file_size))
+        if info.file_size > MAX_RATIO_FREE and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise TorchZipError("%s: zip entry %s inflates %d compressed bytes to %d (ratio over %d: a "
+                                "decompression bomb?); PyTorch stores its entries uncompressed"
+                                % (self.path, name, info.compress_size, info.file_size, MAX_COMPRESSION_RATIO))
+        if want > info.file_size:
+            raise TorchZipError("%s: zip entry %s has %d bytes, expected at least %d"
+                                % (self.path, name, info.file_size, want))
+        try:
+            with self.zip.open(info) as member:
+                data = member.read(want)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as e:
             raise TorchZipError("%s: damaged or truncated zip entry %s (%s)" % (self.path, name, e))
+        if len(data) != want:
+            raise TorchZipError("%s: zip entry %s is truncated (%d of %d bytes)" % (self.path, name, len(data), want))
+        return data
 
     def storage_ref(self, key, stype, numel):
         if not _KEY_RE.match(key):
@@ -401,12 +441,14 @@ class TorchArchive:
         arr = self._cache.get(ref.key)
         if arr is not None:
             return arr
-        raw = self._read("%s/data/%s" % (self.top, ref.key))
         dt = STORAGE_DTYPES[ref.stype.name]
         need = ref.numel * dt.itemsize
-        if len(raw) < need:
+        name = "%s/data/%s" % (self.top, ref.key)
+        declared = self.zip.getinfo(name).file_size if name in self.names else 0
+        if name in self.names and declared < need:
             raise TorchZipError("%s: storage %s has %d bytes, expected %d (%d x %s)"
-                                % (self.path, ref.key, len(raw), need, ref.numel, ref.stype.name))
+                                % (self.path, ref.key, declared, need, ref.numel, ref.stype.name))
+        raw = self._read(name, max(declared, need), exact=need)
         arr = np.frombuffer(raw, dtype=dt, count=ref.numel)
         if self.byteorder == "big" and dt.itemsize > 1:
             arr = arr.byteswap()
@@ -421,7 +463,9 @@ class TorchArchive:
 
     def close(self):
         self._cache.clear()
-        self.zip.close()
+        if getattr(self, "zip", None) is not None:
+            self.zip.close()
+        self._file.close()
 
 
 # ----------------------------------------------------------------------------- state dicts
@@ -528,10 +572,6 @@ def save_state_dict_zip(path, tensors, top="archive", wrap_key=None, bf16=()):
     OrderedDict of tensors), optionally wrapped as {wrap_key: state_dict}. Names in ``bf16``
     are stored as BFloat16Storage (arrays given as float32, rounded to nearest even).
     Meant for tests and for producing inputs without torch."""
-    try:
-        from .safetensors_io import f32_to_bf16_bits
-    except ImportError:
-        from safetensors_io import f32_to_bf16_bits
     p = bytearray(b"\x80\x02")
     if wrap_key is not None:
         p += b"}" + _pickle_str(wrap_key)
@@ -561,7 +601,7 @@ def save_state_dict_zip(path, tensors, top="archive", wrap_key=None, bf16=()):
     if wrap_key is not None:
         p += b"s"
     p += b"."
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    with atomic_output(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
         z.writestr(top + "/data.pkl", bytes(p))
         z.writestr(top + "/byteorder", "little")
         for i, blob in enumerate(blobs):
