@@ -65,6 +65,14 @@ def quiet_broken_pipe():
         pass
 
 
+def printable(path):
+    """A file name for display: bytes that are not UTF-8 shown as \\xNN (not as surrogates)."""
+    try:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    except (TypeError, ValueError):
+        return str(path)
+
+
 def _one_line(text):
     return " ".join(str(text).split("\n"))
 

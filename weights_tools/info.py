@@ -25,7 +25,7 @@ if __name__ == "__main__":  # run as a script: check numpy before importing the 
     require_numpy(PROG)
 
 from weights_tools import clip_arch, sources  # noqa: E402
-from weights_tools._common import human_bytes, run_main  # noqa: E402
+from weights_tools._common import human_bytes, printable, run_main  # noqa: E402
 
 
 def describe(path, bpe=None):
@@ -79,7 +79,7 @@ def print_text(info, out=None):
     cfg = info["config"]
     v, t = cfg["vision"], cfg["text"]
     w = out.write
-    w("%s\n" % info["path"])
+    w("%s\n" % printable(info["path"]))
     w("  input:          %s\n" % info["description"])
     arch = info["architecture"]
     if info["official_model"]:

@@ -4,8 +4,10 @@ Run from the repository root with Debian's interpreter (it has numpy):
     /usr/bin/python3 -m unittest discover -s tests/python -v
 
 Fixtures: $ZEROCLIP_FIXTURES, else <repo>/../shared/fixtures. Tests that need them are skipped
-(with a message) when they are absent; the rest build their inputs themselves.
-torch is used only by one optional test, skipped when torch is not installed.
+(with a message, repeated at the end of the run) when they are absent, and FAIL when CI=true
+(skip_policy.py); the rest build their inputs themselves.
+torch is used only by one optional test, skipped when torch is not installed (in CI too, unless
+the setup was asked for torch with ZEROCLIP_WITH_TORCH=1).
 """
 
 import collections
@@ -33,10 +35,14 @@ NO_FIXTURES_MSG = "CLIP fixtures not found at %s (set ZEROCLIP_FIXTURES)" % FIXT
 
 try:
     import numpy as np
-except ImportError:  # pragma: no cover - the whole suite needs numpy
+except ImportError:  # pragma: no cover - the whole suite needs numpy; in CI its absence fails
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise
     raise unittest.SkipTest("numpy is not available to %s; run the tests with /usr/bin/python3" % sys.executable)
 
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from skip_policy import report_skips, require  # noqa: E402
 from weights_tools import clip_arch, convert, info, make_random, safetensors_io, sources, torch_zip  # noqa: E402
 from weights_tools._common import ToolError  # noqa: E402
 
@@ -51,6 +57,7 @@ def setUpModule():
 
 def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
+    report_skips(__name__)
 
 
 def tmp(name):
@@ -108,7 +115,7 @@ def tiny_rn_cfg():
 
 # ============================================================================ fixtures
 
-@unittest.skipUnless(HAVE_FIXTURES, NO_FIXTURES_MSG)
+@require(HAVE_FIXTURES, NO_FIXTURES_MSG)
 class TestFixtureConversion(unittest.TestCase):
     """tiny-vit from three sources, tiny-rn from its state dict."""
 
@@ -790,7 +797,8 @@ except (ImportError, ValueError):
     HAVE_TORCH = False
 
 
-@unittest.skipUnless(HAVE_TORCH, "torch not installed: skipping the torch.load cross-check")
+@require(HAVE_TORCH, "torch not installed: skipping the torch.load cross-check",
+         required_in_ci=os.environ.get("ZEROCLIP_WITH_TORCH") == "1")
 class TestAgainstTorch(unittest.TestCase):
 
     def test_reader_matches_torch_load(self):
