@@ -62,7 +62,7 @@ def cast_tensor(name, arr, st_dtype):
 
 def input_files(input_path, bpe=None):
     """The files a conversion reads (every file of a Hugging Face folder), for check_output."""
-    files = [input_path, bpe]
+    files = [input_path, bpe or sources.DEFAULT_BPE]
     if os.path.isdir(input_path):
         files += [os.path.join(input_path, n) for n in os.listdir(input_path)]
     return files

@@ -247,7 +247,7 @@ def main(argv=None):
 def _run(args):
     """The tool's work once the command line parsed; returns the exit status."""
     if not args.dry_run:
-        check_output(args.output, [args.bpe])
+        check_output(args.output, [args.bpe or sources.DEFAULT_BPE])
     cfg = build_config(args.arch, args.tiny, args.embed_dim, args.image_size, args.vision_width,
                        args.vision_layers, args.resnet_layers, args.patch, args.vision_heads, args.text_width,
                        args.text_layers, args.text_heads, args.context_length, args.vocab_size, args.hidden_act)

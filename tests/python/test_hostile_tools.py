@@ -14,13 +14,13 @@ import json
 import os
 import resource
 import shutil
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import unittest
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -419,17 +419,24 @@ class TestOutputs(ToolCase):
         self.assertEqual(read(bpe), b"a b\n")
 
     def test_special_outputs_are_usage_errors(self):
+        # Never /dev/null itself: code that regressed would replace it (as root) for the whole
+        # machine. A FIFO, and as root a null device node made here, stand for it.
         src = self.input_copy("in-special.safetensors")
         fifo = tmp("out.fifo")
         os.mkfifo(fifo)
-        for out, message in ((TMP, "is a directory"), ("/dev/null", "not a regular file"),
-                             (fifo, "not a regular file"),
-                             (tmp("no/such/dir/o.safetensors"), "output folder")):
+        specials = [fifo]
+        if os.geteuid() == 0:
+            node = tmp("null-device")
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            specials.append(node)
+        cases = [(TMP, "is a directory"), (tmp("no/such/dir/o.safetensors"), "output folder")]
+        cases += [(p, "not a regular file") for p in specials]
+        for out, message in cases:
             with self.subTest(out):
                 self.assertFails(run("convert.py", src, out, timeout=30), "convert.py", out, message, code=2)
                 self.assertFails(run("make_random.py", "--tiny", out, timeout=30), "make_random.py", message, code=2)
-        self.assertTrue(os.path.exists("/dev/null") and not os.path.isfile("/dev/null"))
-        self.assertFalse(os.path.isfile(fifo))
+        for p in specials:
+            self.assertFalse(stat.S_ISREG(os.stat(p).st_mode), p)
 
     def test_file_too_large_keeps_old_output_and_leaves_nothing(self):
         src = self.input_copy("in-big.safetensors")
