@@ -235,7 +235,7 @@ def write(path, entries, metadata=None):
         if dtype not in DTYPES:
             raise SafetensorsError("unsupported dtype %s for '%s'" % (dtype, name))
         shape = [int(s) for s in shape]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     hjson = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -34,9 +34,10 @@ against the sizes, offsets and strides that reference them.
 import _compat_pickle
 import collections
 import io
+import math
+import os
 import pickle
 import re
-import os
 import zipfile
 import zlib
 
@@ -157,7 +158,7 @@ class LazyTensor:
 
     @property
     def numel(self):
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python integers: a hostile size cannot wrap to 0
 
     def numpy(self):
         """Contiguous numpy array (bf16 widened to float32, exactly)."""
@@ -233,7 +234,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     stride = _as_int_tuple(stride, "stride")
     if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise TorchZipError("malformed tensor record in pickle: size %r stride %r" % (size, stride))
-    numel = int(np.prod(size, dtype=np.int64))
+    numel = math.prod(size)  # Python integers: no wrap-around
     if numel:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.numel:

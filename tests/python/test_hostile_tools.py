@@ -284,6 +284,11 @@ class TestTorchArchives(ToolCase):
             huge = torch_zip.LazyTensor(ref, 0, (10 ** 6, 10 ** 6), (0, 0))  # 10^12 views of one float
             with self.assertRaisesRegex(ToolError, "broadcast"):
                 huge.numpy()
+            # a size whose product wraps to 0 in int64 must not pass as an empty tensor
+            wrapped = torch_zip._rebuild_tensor_v2(ref, 0, (2 ** 32, 2 ** 32), (0, 0))
+            self.assertEqual(wrapped.numel, 2 ** 64)
+            with self.assertRaisesRegex(ToolError, "broadcast"):
+                wrapped.numpy()
         finally:
             arch.close()
 
