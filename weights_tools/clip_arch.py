@@ -570,8 +570,9 @@ def tokenizer_metadata(merges, vocab=None, vocab_size=None):
     meta = {"zeroclip.bpe_merges": merges_text(merges)}
     use = std
     if vocab is not None and vocab != std:
-        if not isinstance(vocab, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in vocab.items()):
-            raise ArchError("vocab.json must map token strings to integer ids")
+        if not isinstance(vocab, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                                  and v >= 0 for k, v in vocab.items()):
+            raise ArchError("vocab.json must map token strings to non-negative integer ids")
         meta["zeroclip.bpe_vocab"] = json.dumps(vocab, ensure_ascii=False, separators=(",", ":"))
         use = vocab
     if vocab_size is not None:

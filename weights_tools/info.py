@@ -47,6 +47,10 @@ def describe(path, bpe=None):
             logit_scale = float(src.tensors["logit_scale"].numpy().reshape(()))
         except Exception:  # informative only
             logit_scale = None
+        notes = list(src.notes)
+        if logit_scale is not None and not math.isfinite(logit_scale):
+            notes.append("logit_scale is %s: this model cannot score anything" % logit_scale)
+            logit_scale = None  # (JSON has no NaN / infinity)
         info = collections.OrderedDict()
         info["path"] = path
         info["kind"] = src.kind
@@ -68,7 +72,7 @@ def describe(path, bpe=None):
             info["bpe_merges"] = src.metadata.get("zeroclip.bpe_merges", "").count("\n") + 1 \
                 if src.metadata.get("zeroclip.bpe_merges") else 0
             info["custom_bpe_vocab"] = "zeroclip.bpe_vocab" in src.metadata
-        info["notes"] = list(src.notes)
+        info["notes"] = notes
         return info
     finally:
         src.close()

@@ -160,8 +160,10 @@ def _parse_triplet(text, what):
 
 def open_source(path, hidden_act=None, image_mean=None, image_std=None, bpe=None, want_tokenizer=True):
     """Open ``path`` and derive config and tokenizer. Raises ToolError with a clear message."""
-    if not os.path.exists(path):
-        raise ToolError("%s: no such file or directory" % path)
+    try:
+        os.stat(path)
+    except OSError as e:  # no such file, a symlink loop, a name too long, no permission ...
+        raise ToolError("%s: %s" % (path, (e.strerror or str(e)).lower()))
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "config.json")):
             src = _open_hf_folder(path)
@@ -395,7 +397,10 @@ def _finish(src, hidden_act, image_mean, image_std, bpe, want_tokenizer):
             vocab = _read_json(vp)
         else:
             src.notes.append("no vocab.json: using the vocabulary derived from merges.txt")
-        src.tokenizer = clip_arch.tokenizer_metadata(merges, vocab, vocab_size)
+        try:
+            src.tokenizer = clip_arch.tokenizer_metadata(merges, vocab, vocab_size)
+        except clip_arch.ArchError as e:
+            raise ToolError("%s: %s" % (src.path, e))
         return
     path = bpe or DEFAULT_BPE
     if not os.path.exists(path):

@@ -198,6 +198,16 @@ class TestHuggingFaceConfig(ToolCase):
         self.assertFails(run("convert.py", d, tmp("hf-std.safetensors")), "convert.py",
                          "preprocessor_config.json", "image_std must be a list of 3 numbers")
 
+    def test_negative_token_id_refused(self):
+        d = self.folder("hf-vocab")
+        with open(os.path.join(d, "vocab.json")) as f:
+            vocab = json.load(f)
+        vocab[next(iter(vocab))] = -1
+        with open(os.path.join(d, "vocab.json"), "w") as f:
+            json.dump(vocab, f)
+        self.assertFails(run("convert.py", d, tmp("hf-vocab.safetensors")), "convert.py", d,
+                         "non-negative integer ids")
+
     def test_output_into_the_input_folder_is_refused(self):
         d = self.folder("hf-out")
         before = read(os.path.join(d, "model.safetensors"))
@@ -357,6 +367,11 @@ class TestSafetensorsInputs(ToolCase):
         r = run("make_random.py", "--tiny", "--bpe", fifo, tmp("o.safetensors"), timeout=30)
         self.assertFails(r, "make_random.py", fifo, "not a regular file")
 
+    def test_symlink_loop_is_not_called_missing(self):
+        loop = tmp("loop.pt")
+        os.symlink(loop, loop)
+        self.assertFails(run("info.py", loop), "info.py", loop, "too many levels of symbolic links")
+
     def test_gzip_bomb_as_bpe_refused(self):
         p = tmp("bomb.txt.gz")
         with gzip.open(p, "wb", compresslevel=1) as f:
@@ -394,6 +409,16 @@ class TestSafetensorsInputs(ToolCase):
         r = run("info.py", p, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(os.fsencode(json.loads(r.stdout)["path"]), p)
+        # a NaN logit_scale: a note, and --json stays valid JSON (no bare NaN)
+        entries = [(k, d, s, np.array(np.nan, dtype=np.float16) if k == "logit_scale" else a)
+                   for k, d, s, a in entries]
+        q = tmp("nan-scale.safetensors")
+        safetensors_io.write(q, entries, f.metadata)
+        r = run("info.py", q, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout, parse_constant=lambda c: self.fail("invalid JSON constant " + c))
+        self.assertIsNone(out["logit_scale"])
+        self.assertIn("logit_scale is nan", " ".join(out["notes"]))
 
 
 # ============================================================================ outputs
