@@ -13,13 +13,14 @@ Supported inputs:
 
 import collections
 import json
+import math
 import os
 import zipfile
 
 import numpy as np
 
 from . import clip_arch, safetensors_io, torch_zip
-from ._common import ToolError, open_input, read_input
+from ._common import ToolError, UsageError, open_input, read_input
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BPE = os.path.normpath(os.path.join(HERE, "..", "data", "bpe_simple_vocab_16e6.txt.gz"))
@@ -153,8 +154,10 @@ def _parse_triplet(text, what):
         vals = [float(x) for x in text.split(",")]
     except ValueError:
         vals = []
-    if len(vals) != 3:
-        raise ToolError("%s must be three comma-separated numbers (got %r)" % (what, text))
+    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
+        raise UsageError("%s must be three comma-separated finite numbers (got %r)" % (what, text))
+    if what == "--image-std" and min(vals) <= 0:
+        raise UsageError("--image-std must be positive (got %r)" % text)
     return vals
 
 

@@ -448,6 +448,13 @@ class TestOutputs(ToolCase):
         self.assertFails(r, "make_random.py", "same file as the input", code=2)
         self.assertEqual(read(bpe), b"a b\n")
 
+    def test_bad_normalisation_options_are_usage_errors(self):
+        src = self.input_copy("in-norm.safetensors")
+        for opt, value in (("--image-mean", "0.5,nan,0.5"), ("--image-std", "0.2,0,0.2"), ("--image-std", "1,2")):
+            with self.subTest(value):
+                r = run("convert.py", src, tmp("norm.safetensors"), opt, value)
+                self.assertFails(r, "convert.py", opt, code=2)
+
     def test_special_outputs_are_usage_errors(self):
         # Never /dev/null itself: code that regressed would replace it (as root) for the whole
         # machine. A FIFO, and as root a null device node made here, stand for it.
