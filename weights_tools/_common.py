@@ -191,7 +191,7 @@ def atomic_output(path):
     ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path)[:100], suffix=".tmp", dir=folder)
     except OSError as e:
         raise ToolError("%s: cannot create a temporary file in %s: %s" % (path, folder, e.strerror or e))
     try:
