@@ -51,8 +51,13 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     plan.output(names_path, a.has("--names") ? "--names" : "the names file");
     plan.check();
     if (auto f = a.get("--texts-file")) {
-        auto more = zeroclip::read_lines_file(*f, "texts file");
-        texts.insert(texts.end(), more.begin(), more.end());
+        try {
+            auto more = zeroclip::read_lines_file(*f, "texts file");
+            texts.insert(texts.end(), more.begin(), more.end());
+        } catch (const zeroclip::error& e) {  // a file of blank lines
+            if (e.code() == zeroclip::errc::invalid_argument) throw zeroclip_cli::usage_error(e.what());
+            throw;
+        }
     }
     if (files.empty() && texts.empty()) {
         if (!problems.empty()) zeroclip_cli::throw_no_images(problems);

@@ -41,7 +41,7 @@ int run_preprocess(const std::vector<std::string>& argv) {
     plan.check();
     struct stat st {};  // a FIFO would block the decoder: only a regular file is read
     if (::stat(path.c_str(), &st) != 0) throw zeroclip_cli::usage_error(path + ": " + zeroclip_cli::stat_failure(errno));
-    if (!S_ISREG(st.st_mode)) throw zeroclip_cli::usage_error(path + ": not a regular image file");
+    if (!S_ISREG(st.st_mode)) throw zeroclip_cli::usage_error(path + ": not a regular file (a FIFO, device or socket); give an image file");
     const zeroclip::decoded_image image = zeroclip::decode_image_file(path, options.max_pixels);
     const zeroclip::crop_geometry g = zeroclip::compute_crop_geometry(image.width, image.height, options);
     const zeroclip::rgb_image crop = zeroclip::preprocess_crop(image, options);

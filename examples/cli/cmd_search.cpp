@@ -73,7 +73,7 @@ int run_search(const std::vector<std::string>& argv) {
     for (int64_t r : order)
         if (!std::isfinite(scores[r]))
             throw zeroclip::error(zeroclip::errc::format, m.source() + ": the query's similarity to " +
-                                                              zeroclip_cli::escape_text(names[static_cast<size_t>(r)]) +
+                                                              names[static_cast<size_t>(r)] +
                                                               " is not finite (NaN or Inf weights?)");
     const size_t k = std::min(order.size(), static_cast<size_t>(top_k));
     std::partial_sort(order.begin(), order.begin() + static_cast<long>(k), order.end(),

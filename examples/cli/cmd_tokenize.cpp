@@ -48,7 +48,7 @@ zeroclip::tokenizer model_tokenizer(const std::string& path) {
     return zeroclip::tokenizer::from_stored(merges->second, vocab == meta.end() ? "" : vocab->second, path);
 }
 
-// OpenAI's bpe_simple_vocab_16e6.txt(.gz): a "#version" line, then one merge "a b" per line. The
+// OpenAI's bpe_simple_vocab_16e6.txt(.gz): a line holding "#version", then one merge "a b" per line. The
 // tokenizer skips the first line unread, so anything else (a labels file) is refused here.
 zeroclip::tokenizer openai_bpe_tokenizer(const std::string& path) {
     std::string data = zeroclip::read_file(path, "BPE vocabulary", std::uint64_t{64} << 20);
@@ -57,7 +57,8 @@ zeroclip::tokenizer openai_bpe_tokenizer(const std::string& path) {
     const size_t first_end = data.find('\n');
     const bool has_merge = first_end != std::string::npos &&
                            data.find_first_not_of(" \t\r\n", first_end) != std::string::npos;
-    if (data.compare(0, 8, "#version") != 0 || !has_merge)
+    // OpenAI's own file starts with '"bpe_simple_vocab_16e6.txt#version: 0.2'.
+    if (data.substr(0, first_end).find("#version") == std::string::npos || !has_merge)
         throw zeroclip::error(zeroclip::errc::tokenizer,
                               path + ": not a BPE merges file (expected a '#version' line, then merges 'a b', "
                                      "like OpenAI's bpe_simple_vocab_16e6.txt.gz)");

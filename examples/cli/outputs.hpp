@@ -1,6 +1,7 @@
 // The rule for every file the CLI writes: checked before any work, never the same file as an input
 // or as another output, never a folder or device; then written through zeroclip::atomic_output
 // (temporary file, fsync, rename), so a failure leaves the previous file whole and nothing partial.
+// (Messages quote paths plainly: main escapes every error message before printing it.)
 #pragma once
 
 #include <sys/stat.h>
@@ -13,7 +14,6 @@
 #include <zeroclip/io/file.hpp>
 
 #include "cli.hpp"
-#include "text.hpp"
 
 namespace zeroclip_cli {
 
@@ -45,8 +45,8 @@ public:
     void check() const {
         for (size_t i = 0; i < outputs_.size(); ++i) {
             const auto& [path, role] = outputs_[i];
-            const std::string shown = role + " " + escape_text(path);
-            if (path.empty() || path.back() == '/') throw usage_error(role + " needs a file name, got '" + escape_text(path) + "'");
+            const std::string shown = role + " " + path;
+            if (path.empty() || path.back() == '/') throw usage_error(role + " needs a file name, got '" + path + "'");
             try {
                 zeroclip::atomic_output::check_output_target(path);
             } catch (const zeroclip::error&) {
@@ -55,18 +55,18 @@ public:
             const std::string folder = parent_of(path);
             struct stat st {};
             if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-                throw usage_error(shown + ": the folder " + escape_text(folder) + " does not exist");
+                throw usage_error(shown + ": the folder " + folder + " does not exist");
             if (::access(folder.c_str(), W_OK | X_OK) != 0)
-                throw usage_error(shown + ": cannot write in the folder " + escape_text(folder) + " (" +
+                throw usage_error(shown + ": cannot write in the folder " + folder + " (" +
                                   std::strerror(errno) + ")");
             const auto id = identity(path);
             for (const auto& in : inputs_)
                 if (id.exists && id.dev == in.dev && id.ino == in.ino)
-                    throw usage_error(shown + " is the same file as the input " + escape_text(in.path) + " (" + in.role +
+                    throw usage_error(shown + " is the same file as the input " + in.path + " (" + in.role +
                                       "): writing it would destroy the input");
             for (size_t j = 0; j < i; ++j)
                 if (identity(outputs_[j].path) == id)
-                    throw usage_error(shown + " and " + outputs_[j].role + " " + escape_text(outputs_[j].path) +
+                    throw usage_error(shown + " and " + outputs_[j].role + " " + outputs_[j].path +
                                       " are the same file: give two different outputs");
         }
     }
