@@ -153,6 +153,8 @@ int run_embed(const std::vector<std::string>& argv) {
     if (text_out) plan.output(*text_out, pixels_path ? "--text-out" : "--out");
     plan.check();
 
+    if (pixels_path) zeroclip_cli::require_regular_file(*pixels_path, "pixels (.npy)");
+    if (tokens_path) zeroclip_cli::require_regular_file(*tokens_path, "tokens (.npy)");
     zeroclip::model m = zeroclip::load_model(model_path);
     auto finish = [&](zeroclip::tensor e, const char* what) {
         check_finite_embeddings(e, model_path, what);

@@ -41,6 +41,7 @@ int run_search(const std::vector<std::string>& argv) {
     std::string names_path = a.get("--names").value_or(
         (index_path.size() > 4 && index_path.substr(index_path.size() - 4) == ".npy" ? index_path.substr(0, index_path.size() - 4)
                                                                                     : index_path) + ".names.txt");
+    zeroclip_cli::require_regular_file(index_path, "index (.npy)");
     zeroclip::tensor index = zeroclip::load_npy(index_path).to_float();
     const std::vector<std::string> names = read_index_names(names_path);
     if (index.ndim() != 2 || static_cast<int64_t>(names.size()) != index.dim(0))

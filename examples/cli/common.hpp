@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 #include <zeroclip/error.hpp>
+#include <zeroclip/io/file.hpp>
 
 #include "cli.hpp"
 #include "text.hpp"
@@ -110,6 +111,12 @@ inline std::vector<std::string> collect_images(const std::vector<std::string>& i
     auto files = collect_images(inputs, recursive, problems);
     if (!problems.empty()) throw zeroclip::error(zeroclip::errc::io, problems.front().message);
     return files;
+}
+
+/// errc::io naming `path` unless it is a regular file: a FIFO or device given as a .npy input
+/// would block or never end.
+inline void require_regular_file(const std::string& path, const std::string& what) {
+    zeroclip::open_regular_file(path, what);
 }
 
 /// "no image files found", or, when folders could not be read, the first such reason.

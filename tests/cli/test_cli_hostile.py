@@ -344,6 +344,11 @@ class HostileInputTest(unittest.TestCase):
                                     timeout=60), "not a regular file")
         self.assert_usage_error(run("preprocess", fifo, "--out", self.path("c.png"), check=False, timeout=60),
                                 "not a regular file")
+        for args in (["search", "--model", MODEL, "--index", fifo, "--names", fifo, "--text", "a cat"],
+                     ["embed", "--model", MODEL, "--pixels", fifo]):
+            proc = run(*args, check=False, timeout=60)
+            self.assertEqual(proc.returncode, 1, proc.err)
+            self.assertIn("not a regular file", proc.err)
         labels = self.path("labels-fifo")
         os.mkfifo(labels)
         proc = run("classify", "--model", MODEL, "--labels-file", labels, self.folder, check=False, timeout=60)
