@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <zeroclip/zeroclip.hpp>
@@ -21,7 +22,9 @@ std::vector<std::string> labels_from(const args& a) {
     if (inline_labels.has_value() == file.has_value())
         throw usage_error("give exactly one of --labels \"cat,dog\" and --labels-file FILE");
     try {
-        return inline_labels ? zeroclip::split_labels(*inline_labels) : zeroclip::read_lines_file(*file);
+        auto labels = inline_labels ? zeroclip::split_labels(*inline_labels) : zeroclip::read_lines_file(*file, "labels file");
+        zeroclip::check_distinct_labels(labels);
+        return labels;
     } catch (const zeroclip::error& e) {
         if (e.code() == zeroclip::errc::invalid_argument) throw usage_error(e.what());
         throw;
@@ -35,7 +38,7 @@ std::vector<std::string> templates_from(const args& a) {
     try {
         if (auto t = a.get("--template")) templates = {*t};
         if (auto n = a.get("--templates")) templates = zeroclip::named_templates(*n);
-        if (auto f = a.get("--templates-file")) templates = zeroclip::read_lines_file(*f);
+        if (auto f = a.get("--templates-file")) templates = zeroclip::read_lines_file(*f, "templates file");
         for (const auto& t : templates) zeroclip::fill_template(t, "x");  // each needs a {}
     } catch (const zeroclip::error& e) {
         if (e.code() == zeroclip::errc::invalid_argument) throw usage_error(e.what());
@@ -68,59 +71,98 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     const auto labels = zeroclip_cli::labels_from(a);
     const auto templates = zeroclip_cli::templates_from(a);
     if (a.positionals().empty()) throw usage_error("give at least one image file or folder");
-    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"));
-    if (files.empty()) throw usage_error("no image files found in the given folders");
+    std::vector<zeroclip_cli::listing_problem> problems;
+    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"), problems);
+    if (files.empty()) zeroclip_cli::throw_no_images(problems);
 #ifdef _OPENMP
     if (options.threads > 0) omp_set_num_threads(options.threads);
 #endif
 
     auto model = zeroclip::load_model(a.required("--model"), std::move(backend));
-    zeroclip::zero_shot_classifier<Backend> classifier(model, labels, templates);
+    std::optional<zeroclip::zero_shot_classifier<Backend>> classifier;
+    try {
+        classifier.emplace(model, labels, templates);
+    } catch (const zeroclip::error& e) {  // labels the model cannot tell apart
+        if (e.code() == zeroclip::errc::invalid_argument) throw usage_error(e.what());
+        throw;
+    }
+    for (const auto& cut : classifier->cut_labels())
+        std::cerr << "zeroclip classify: warning: the prompt of label '" << zeroclip_cli::escape_text(cut)
+                  << "' is longer than the model's " << model.config().text.context_length
+                  << "-token context: cut to fit\n";
     zeroclip_cli::progress_bar bar("images");
     options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
     auto result = zeroclip::embed_image_files(model, files, options);
-    auto top = classifier.classify_embeddings(result.embeddings, top_k);
+    // Only the images that were embedded are ranked: a failed image's row has no direction.
+    std::vector<size_t> ok;
+    for (size_t i = 0; i < files.size(); ++i)
+        if (result.errors[i].empty()) ok.push_back(i);
+    std::vector<std::vector<zeroclip::prediction>> top(files.size());
+    if (!ok.empty()) {
+        const int64_t d = result.embeddings.dim(1);
+        zeroclip::tensor embedded({static_cast<int64_t>(ok.size()), d});
+        for (size_t r = 0; r < ok.size(); ++r)
+            std::copy_n(result.embeddings.data() + static_cast<int64_t>(ok[r]) * d, d, embedded.data() + static_cast<int64_t>(r) * d);
+        auto ranked = classifier->classify_embeddings(embedded, top_k);
+        for (size_t r = 0; r < ok.size(); ++r) top[ok[r]] = std::move(ranked[r]);
+    }
+
+    // Rows: the folders that could not be read, then the images in order.
+    std::vector<std::string> paths, errors;
+    std::vector<size_t> image_of;
+    for (const auto& p : problems) paths.push_back(p.path), errors.push_back(p.message), image_of.push_back(SIZE_MAX);
+    for (size_t i = 0; i < files.size(); ++i) paths.push_back(files[i]), errors.push_back(result.errors[i]), image_of.push_back(i);
 
     int failed = 0;
     nlohmann::json all = nlohmann::json::array();
     if (format == "csv") std::cout << "path,rank,label,prob,cosine,error\n";
-    size_t path_width = 4;
-    for (const auto& f : files) path_width = std::max(path_width, f.size());
+    size_t path_width = 5;
+    for (const auto& f : paths) path_width = std::max(path_width, zeroclip_cli::escape_text(f).size());
     if (format == "table") {
         std::cout << std::left << std::setw(static_cast<int>(path_width)) << "image";
         for (int r = 1; r <= std::min<int>(top_k, static_cast<int>(labels.size())); ++r)
             std::cout << "  top-" << std::setw(20) << r;
         std::cout << "\n";
     }
-    for (size_t i = 0; i < files.size(); ++i) {
-        const std::string& error = result.errors[i];
+    const std::vector<zeroclip::prediction> none;
+    for (size_t row = 0; row < paths.size(); ++row) {
+        const std::string& path = paths[row];
+        const std::string& error = errors[row];
+        const auto& preds = image_of[row] == SIZE_MAX ? none : top[image_of[row]];
         if (!error.empty()) {
             ++failed;
-            std::cerr << "zeroclip classify: " << error << "\n";
+            std::cerr << "zeroclip classify: " << zeroclip_cli::escape_text(error) << "\n";
         }
-        nlohmann::json j = {{"path", files[i]}};
-        if (!error.empty()) j["error"] = error;
+        nlohmann::json j = nlohmann::json::object();
+        zeroclip_cli::put_text(j, "path", path);
+        if (!error.empty()) zeroclip_cli::put_text(j, "error", error);
         else {
             j["top"] = nlohmann::json::array();
-            for (const auto& p : top[i]) j["top"].push_back({{"label", p.label}, {"prob", p.probability}, {"cosine", p.cosine}});
+            for (const auto& p : preds) {
+                nlohmann::json t = nlohmann::json::object();
+                zeroclip_cli::put_text(t, "label", p.label);
+                t["prob"] = p.probability;
+                t["cosine"] = p.cosine;
+                j["top"].push_back(std::move(t));
+            }
         }
-        if (format == "jsonl") std::cout << j.dump() << "\n";
+        if (format == "jsonl") std::cout << zeroclip_cli::dump_json(j) << "\n";
         else if (format == "json") all.push_back(j);
         else if (format == "csv") {
-            if (!error.empty()) std::cout << zeroclip_cli::csv_field(files[i]) << ",,,,," << zeroclip_cli::csv_field(error) << "\n";
-            for (size_t r = 0; error.empty() && r < top[i].size(); ++r)
-                std::cout << zeroclip_cli::csv_field(files[i]) << "," << r + 1 << "," << zeroclip_cli::csv_field(top[i][r].label)
-                          << "," << top[i][r].probability << "," << top[i][r].cosine << ",\n";
+            if (!error.empty()) std::cout << zeroclip_cli::csv_field(path) << ",,,,," << zeroclip_cli::csv_field(error) << "\n";
+            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
+                std::cout << zeroclip_cli::csv_field(path) << "," << r + 1 << "," << zeroclip_cli::csv_field(preds[r].label)
+                          << "," << preds[r].probability << "," << preds[r].cosine << ",\n";
         } else {
-            std::cout << std::left << std::setw(static_cast<int>(path_width)) << files[i];
+            std::cout << std::left << std::setw(static_cast<int>(path_width)) << zeroclip_cli::escape_text(path);
             if (!error.empty()) std::cout << "  error (see above)";
-            for (size_t r = 0; error.empty() && r < top[i].size(); ++r)
-                std::cout << "  " << std::setw(25) << (top[i][r].label + " " + percent(top[i][r].probability));
+            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
+                std::cout << "  " << std::setw(25) << (zeroclip_cli::escape_text(preds[r].label) + " " + percent(preds[r].probability));
             std::cout << "\n";
         }
     }
-    if (format == "json") std::cout << all.dump(2) << "\n";
-    if (failed) std::cerr << "zeroclip classify: " << failed << " of " << files.size() << " images failed\n";
+    if (format == "json") std::cout << zeroclip_cli::dump_json(all, 2) << "\n";
+    if (failed) std::cerr << "zeroclip classify: " << failed << " of " << paths.size() << " images failed\n";
     return failed ? 1 : 0;
 }
 
@@ -144,13 +186,19 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                         [--top-k K] [--format table|json|jsonl|csv] [--recursive]\n"
                       "                         [--threads N] [--batch N] [--device cpu|cuda] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
-                      "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders)\n"
-                      "  --labels         comma-separated class names; --labels-file: one per line\n"
-                      "  --template       a prompt with {} for the class name (default \"A photo of a {}.\");\n"
+                      "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders, not\n"
+                      "                   into links to folders). A folder that cannot be read is a failed row.\n"
+                      "  --labels         comma-separated class names; --labels-file: one per line ('#' starts a\n"
+                      "                   comment). Each class once: labels the model cannot tell apart\n"
+                      "                   (\"Cat\", \"cat\") are a usage error; one cut at the 77-token context is a warning\n"
+                      "  --template       a prompt where every {} is the class name (default \"A photo of a {}.\");\n"
                       "                   --templates imagenet80: the 80 official templates, averaged per class\n"
                       "  --top-k K        labels shown per image (default 5)\n"
                       "  --format         table (default), json, jsonl ({\"path\":..., \"top\":[{\"label\",\"prob\",\n"
                       "                   \"cosine\"}]} per line; {\"path\":..., \"error\":...} for a failed image), csv\n"
+                      "                   Names and labels that are not valid UTF-8: in JSON each bad byte shows as\n"
+                      "                   U+FFFD and \"path_hex\" / \"label_hex\" hold the exact bytes in hex; in table\n"
+                      "                   and csv, control characters and bad bytes are escaped (\\\\ \\n \\r \\t \\xHH)\n"
                       "  --threads N      decoding and compute threads (default: all cores)\n"
                       "  --batch N        images per encoder call (default 16)\n"
                       "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n\n"

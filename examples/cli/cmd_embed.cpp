@@ -1,11 +1,13 @@
 // `zeroclip embed`: embeddings as .npy (or JSON on stdout), from preprocessed pixels / token ids
 // in .npy files (to compare with Python directly) or from image files and texts.
-#include <fstream>
+#include <cmath>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <zeroclip/zeroclip.hpp>
 
 #include "common.hpp"
+#include "outputs.hpp"
 
 namespace {
 
@@ -16,51 +18,110 @@ nlohmann::json rows_to_json(const zeroclip::tensor& t) {
     return rows;
 }
 
-// Image files and texts → L2-normalised rows in one .npy, and their names one per line.
+// Non-finite embeddings (NaN or Inf weights) are an error, never a row of an index or a JSON null.
+void check_finite_embeddings(const zeroclip::tensor& t, const std::string& model_path, const std::string& what) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(t[i]))
+            throw zeroclip::error(zeroclip::errc::format, model_path + ": the model gives a non-finite " + what +
+                                                              " embedding (row " + std::to_string(i / t.dim(1)) +
+                                                              "; NaN or Inf weights?)");
+}
+
+std::string default_names_path(const std::string& out) {
+    return (out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0 ? out.substr(0, out.size() - 4) : out) +
+           ".names.txt";
+}
+
+// Image files and texts → L2-normalised rows in one .npy, and their names one per line (escaped).
+// A failed image gets no row: a zero row would have no direction and rank anywhere.
 int embed_files_and_texts(const zeroclip_cli::args& a) {
     const auto out = a.get("--out");
     if (!out) throw zeroclip_cli::usage_error("embedding images or texts needs --out E.npy");
+    const std::string names_path = a.get("--names").value_or(default_names_path(*out));
     std::vector<std::string> texts = a.get_all("--text");
+    for (const auto& t : texts)
+        if (t.find_first_not_of(" \t\r\n") == std::string::npos) throw zeroclip_cli::usage_error("--text must not be empty");
+    std::vector<zeroclip_cli::listing_problem> problems;
+    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"), problems);
+    zeroclip_cli::file_plan plan;
+    plan.input(a.required("--model"), "--model");
+    plan.inputs(files, "image");
+    if (auto f = a.get("--texts-file")) plan.input(*f, "--texts-file");
+    plan.output(*out, "--out");
+    plan.output(names_path, a.has("--names") ? "--names" : "the names file");
+    plan.check();
     if (auto f = a.get("--texts-file")) {
-        auto more = zeroclip::read_lines_file(*f);
-        texts.insert(texts.end(), more.begin(), more.end());
+        try {
+            auto more = zeroclip::read_lines_file(*f, "texts file");
+            texts.insert(texts.end(), more.begin(), more.end());
+        } catch (const zeroclip::error& e) {  // a file of blank lines
+            if (e.code() == zeroclip::errc::invalid_argument) throw zeroclip_cli::usage_error(e.what());
+            throw;
+        }
     }
-    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"));
-    if (files.empty() && texts.empty()) throw zeroclip_cli::usage_error("no image files or texts to embed");
+    if (files.empty() && texts.empty()) {
+        if (!problems.empty()) zeroclip_cli::throw_no_images(problems);
+        throw zeroclip_cli::usage_error("no image files or texts to embed");
+    }
+    int failed = 0;
+    for (const auto& p : problems) {
+        std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(p.message) << "\n";
+        ++failed;
+    }
+
     zeroclip::model m = zeroclip::load_model(a.required("--model"));
     const int64_t d = m.config().embed_dim;
-    zeroclip::tensor rows({static_cast<int64_t>(files.size() + texts.size()), d});
     std::vector<std::string> names;
-    int failed = 0;
+    std::vector<const float*> row_of;  // the source of each output row
+    zeroclip::tensor unit, text_rows;
     if (!files.empty()) {
         zeroclip_cli::progress_bar bar("images");
         zeroclip::file_batch_options options;
         options.batch = a.get_int("--batch", 16, 1, 4096);
         options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
         auto r = zeroclip::embed_image_files(m, files, options);
-        zeroclip::tensor unit = m.backend().l2_normalize_rows(r.embeddings);
+        unit = m.backend().l2_normalize_rows(r.embeddings);
         for (size_t i = 0; i < files.size(); ++i) {
             if (!r.errors[i].empty()) {
-                std::cerr << "zeroclip embed: " << r.errors[i] << " (its row is all zeros)\n";
+                std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(r.errors[i]) << " (no row written)\n";
                 ++failed;
-            } else {
-                std::copy_n(unit.data() + static_cast<int64_t>(i) * d, d, rows.data() + static_cast<int64_t>(i) * d);
+                continue;
             }
+            const float* row = unit.data() + static_cast<int64_t>(i) * d;
+            check_finite_embeddings(zeroclip::tensor({1, d}, std::vector<float>(row, row + d)), m.source(), "image");
+            row_of.push_back(row);
             names.push_back(files[i]);
         }
     }
     if (!texts.empty()) {
-        zeroclip::tensor t = zeroclip::embed_texts(m, texts);
-        std::copy(t.begin(), t.end(), rows.data() + static_cast<int64_t>(files.size()) * d);
-        for (const auto& text : texts) names.push_back("text:" + text);
+        for (const auto& cut : zeroclip::texts_cut_by_context(m, texts))
+            std::cerr << "zeroclip embed: warning: text '" << zeroclip_cli::escape_text(cut) << "' is longer than the model's "
+                      << m.config().text.context_length << "-token context: cut to fit\n";
+        text_rows = zeroclip::embed_texts(m, texts);
+        check_finite_embeddings(text_rows, m.source(), "text");
+        for (size_t i = 0; i < texts.size(); ++i) {
+            row_of.push_back(text_rows.data() + static_cast<int64_t>(i) * d);
+            names.push_back("text:" + texts[i]);
+        }
     }
-    zeroclip::save_npy(*out, rows);
-    const std::string names_path = a.get("--names").value_or(
-        (out->size() > 4 && out->substr(out->size() - 4) == ".npy" ? out->substr(0, out->size() - 4) : *out) + ".names.txt");
-    std::ofstream names_out(names_path);
-    for (const auto& n : names) names_out << n << "\n";
-    if (!names_out) throw zeroclip::error(zeroclip::errc::io, names_path + ": cannot write");
-    std::cerr << "wrote " << names.size() << " rows of " << d << " floats to " << *out << ", names to " << names_path << "\n";
+    if (row_of.empty())
+        throw zeroclip::error(zeroclip::errc::image_decode, "no image could be embedded; " + *out + " was not written");
+    zeroclip::tensor rows({static_cast<int64_t>(row_of.size()), d});
+    for (size_t i = 0; i < row_of.size(); ++i) std::copy_n(row_of[i], d, rows.data() + static_cast<int64_t>(i) * d);
+
+    // Both files are written and synced before either is renamed into place: a full disk leaves
+    // the previous pair untouched.
+    zeroclip::atomic_output npy_out(*out), names_out(names_path);
+    zeroclip::write_npy(npy_out, rows);
+    std::string listing;
+    for (const auto& n : names) listing += zeroclip_cli::escape_text(n) + "\n";
+    names_out.write(listing);
+    npy_out.sync();
+    names_out.sync();
+    npy_out.commit();
+    names_out.commit();
+    std::cerr << "wrote " << names.size() << " rows of " << d << " floats to " << zeroclip_cli::escape_text(*out)
+              << ", names to " << zeroclip_cli::escape_text(names_path) << "\n";
     return failed ? 1 : 0;
 }
 
@@ -81,27 +142,43 @@ int run_embed(const std::vector<std::string>& argv) {
     if (pixels_path && tokens_path && a.get("--out") && !a.get("--text-out"))
         throw zeroclip_cli::usage_error("with both --pixels and --tokens, --out takes the image embeddings "
                                         "and --text-out the text embeddings");
+    if (a.has("--names")) throw zeroclip_cli::usage_error("--names goes with images and texts, not --pixels/--tokens");
+    const auto image_out = pixels_path ? a.get("--out") : std::nullopt;
+    const auto text_out = pixels_path ? a.get("--text-out") : a.get("--out");
+    zeroclip_cli::file_plan plan;
+    plan.input(model_path, "--model");
+    if (pixels_path) plan.input(*pixels_path, "--pixels");
+    if (tokens_path) plan.input(*tokens_path, "--tokens");
+    if (image_out) plan.output(*image_out, "--out");
+    if (text_out) plan.output(*text_out, pixels_path ? "--text-out" : "--out");
+    plan.check();
 
+    if (pixels_path) zeroclip_cli::require_regular_file(*pixels_path, "pixels (.npy)");
+    if (tokens_path) zeroclip_cli::require_regular_file(*tokens_path, "tokens (.npy)");
     zeroclip::model m = zeroclip::load_model(model_path);
-    auto finish = [&](zeroclip::tensor e) {
+    auto finish = [&](zeroclip::tensor e, const char* what) {
+        check_finite_embeddings(e, model_path, what);
         return a.has("--normalize") ? m.backend().l2_normalize_rows(e) : e;
     };
     nlohmann::json j = nlohmann::json::object();
     zeroclip::tensor image_embeds, text_embeds;
-    if (pixels_path) {
-        image_embeds = finish(m.encode_image(zeroclip::load_npy(*pixels_path).to_float()));
-        if (auto out = a.get("--out")) zeroclip::save_npy(*out, image_embeds);
-        else j["image_embeds"] = rows_to_json(image_embeds);
-    }
-    if (tokens_path) {
-        text_embeds = finish(m.encode_text(zeroclip::load_npy(*tokens_path).to_int32()));
-        auto out = pixels_path ? a.get("--text-out") : a.get("--out");
-        if (out) zeroclip::save_npy(*out, text_embeds);
-        else j["text_embeds"] = rows_to_json(text_embeds);
-    }
+    if (pixels_path) image_embeds = finish(m.encode_image(zeroclip::load_npy(*pixels_path).to_float()), "image");
+    if (tokens_path) text_embeds = finish(m.encode_text(zeroclip::load_npy(*tokens_path).to_int32()), "text");
+    // Written together, after all the work: a failure leaves every previous output whole.
+    std::vector<std::unique_ptr<zeroclip::atomic_output>> outputs;
+    if (image_out) outputs.push_back(std::make_unique<zeroclip::atomic_output>(*image_out)), zeroclip::write_npy(*outputs.back(), image_embeds);
+    else if (pixels_path) j["image_embeds"] = rows_to_json(image_embeds);
+    if (text_out) outputs.push_back(std::make_unique<zeroclip::atomic_output>(*text_out)), zeroclip::write_npy(*outputs.back(), text_embeds);
+    else if (tokens_path) j["text_embeds"] = rows_to_json(text_embeds);
+    for (auto& o : outputs) o->sync();
+    for (auto& o : outputs) o->commit();
     if (!a.get("--out")) {
-        if (pixels_path && tokens_path) j["logits_per_image"] = rows_to_json(m.logits_per_image(image_embeds, text_embeds));
-        std::cout << j.dump() << "\n";
+        if (pixels_path && tokens_path) {
+            zeroclip::tensor logits = m.logits_per_image(image_embeds, text_embeds);
+            check_finite_embeddings(logits, model_path, "logit");
+            j["logits_per_image"] = rows_to_json(logits);
+        }
+        std::cout << zeroclip_cli::dump_json(j) << "\n";
     }
     return 0;
 }
@@ -115,8 +192,11 @@ ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "                      [--out E.npy] [--text-out T.npy] [--normalize]\n\n"
                       "First form: image files (folders: their image files, sorted) and texts become\n"
                       "L2-normalised float32 rows of E.npy, images first, in order; N.txt (default\n"
-                      "E.names.txt) names each row: the image path, or text:<the text>. For numpy / FAISS.\n"
-                      "A failed image is reported and gets a zero row (exit code 1).\n\n"
+                      "E.names.txt) names each row, one per line: the image path, or text:<the text>, escaped\n"
+                      "so that any name stays on one line (\\\\ \\n \\r \\t, and \\xHH for other control bytes\n"
+                      "and bytes that are not UTF-8). For numpy / FAISS. A failed image is reported and gets\n"
+                      "no row (exit code 1). E.npy and its names file are written whole or not at all; an\n"
+                      "output that is an input (the model, an image) or a folder is refused before any work.\n\n"
                       "Second form, for comparisons with Python:\n"
                       "  --pixels X.npy   preprocessed images, float32 [N,3,S,S] (S = the model's input size)\n"
                       "  --tokens T.npy   token ids, int32 or int64 [N,L], L <= context length (77)\n"

@@ -5,6 +5,7 @@
 #include <zeroclip/zeroclip.hpp>
 
 #include "cli.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -15,16 +16,16 @@ int run_info(const std::vector<std::string>& argv) {
     const auto& c = m.config();
     // The config as zeroclip writes it (docs/FORMAT.md), plus what only a loaded model knows.
     nlohmann::json j = nlohmann::json::parse(zeroclip::to_json(c));
-    j["path"] = path;
+    zeroclip_cli::put_text(j, "path", path);
     j["architecture"] = c.vision.is_resnet() ? "ModifiedResNet" : "ViT";
     j["dtype"] = m.weight_dtype();
     j["logit_scale"] = m.logit_scale();
     const nlohmann::json& vision = j["vision"];
     if (a.has("--json")) {
-        std::cout << j.dump(2) << "\n";
+        std::cout << zeroclip_cli::dump_json(j, 2) << "\n";
         return 0;
     }
-    std::cout << "model        " << path << "\n"
+    std::cout << "model        " << zeroclip_cli::escape_text(path) << "\n"
               << "architecture " << j["architecture"].get<std::string>() << " image encoder + text transformer\n"
               << "dtype        " << m.weight_dtype() << "\n"
               << "embed_dim    " << c.embed_dim << "\n";

@@ -1,11 +1,16 @@
 // `zeroclip preprocess`: writes the exact 8-bit crop the model will see for an image, as PNG
 // and/or as a uint8 [size, size, 3] .npy, to compare with Python's preprocessing pixel by pixel.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 
-#include "cli.hpp"
+#include "common.hpp"
+#include "outputs.hpp"
 #include <zeroclip/image.hpp>
 #include <zeroclip/io/npy.hpp>
 
@@ -29,19 +34,38 @@ int run_preprocess(const std::vector<std::string>& argv) {
                   std::numeric_limits<int>::max()));
 
     const std::string& path = a.positionals()[0];
+    zeroclip_cli::file_plan plan;
+    plan.input(path, "IMAGE");
+    if (out) plan.output(*out, "--out");
+    if (npy) plan.output(*npy, "--npy");
+    plan.check();
+    struct stat st {};  // a FIFO would block the decoder: only a regular file is read
+    if (::stat(path.c_str(), &st) != 0) throw zeroclip_cli::usage_error(path + ": " + zeroclip_cli::stat_failure(errno));
+    if (!S_ISREG(st.st_mode)) throw zeroclip_cli::usage_error(path + ": not a regular file (a FIFO, device or socket); give an image file");
     const zeroclip::decoded_image image = zeroclip::decode_image_file(path, options.max_pixels);
     const zeroclip::crop_geometry g = zeroclip::compute_crop_geometry(image.width, image.height, options);
     const zeroclip::rgb_image crop = zeroclip::preprocess_crop(image, options);
 
-    if (out) zeroclip::save_png(*out, crop);
+    // Both outputs are written and synced before either replaces a previous file.
+    std::optional<zeroclip::atomic_output> png_out, npy_out;
+    if (out) {
+        const std::vector<std::uint8_t> png = zeroclip::encode_png(crop);
+        png_out.emplace(*out);
+        png_out->write(png.data(), png.size());
+    }
     if (npy) {
         const std::int64_t n = crop.width;
-        zeroclip::save_npy(*npy, zeroclip::basic_tensor<std::uint8_t>({n, n, 3}, crop.pixels));
+        npy_out.emplace(*npy);
+        zeroclip::write_npy(*npy_out, zeroclip::basic_tensor<std::uint8_t>({n, n, 3}, crop.pixels));
     }
+    for (auto* o : {&png_out, &npy_out})
+        if (*o) (*o)->sync();
+    for (auto* o : {&png_out, &npy_out})
+        if (*o) (*o)->commit();
     if (!a.has("--quiet")) {
         const bool nearest = !options.hf_order && (image.mode == zeroclip::pixel_mode::p ||
                                                    image.mode == zeroclip::pixel_mode::bilevel);
-        std::cout << path << ": " << image.format << " " << image.width << "x" << image.height << " mode "
+        std::cout << zeroclip_cli::escape_text(path) << ": " << image.format << " " << image.width << "x" << image.height << " mode "
                   << zeroclip::pixel_mode_name(image.mode) << " -> resize " << g.resized_width << "x"
                   << g.resized_height << (nearest ? " NEAREST" : " BICUBIC")
                   << (options.hf_order ? " (after convert RGB)" : "") << ", crop " << g.size << "x" << g.size

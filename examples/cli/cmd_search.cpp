@@ -1,6 +1,6 @@
 // `zeroclip search`: rank embedded images (from `zeroclip embed ... --out E.npy`) by a text query.
 #include <algorithm>
-#include <fstream>
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <numeric>
@@ -10,20 +10,40 @@
 
 namespace {
 
+// The names file of an index: one escaped name per line (see `zeroclip embed --help`).
+std::vector<std::string> read_index_names(const std::string& path) {
+    const std::string text = zeroclip::read_file(path, "names file (give --names N.txt)", zeroclip::max_lines_file_bytes);
+    std::vector<std::string> names;
+    size_t line_no = 0;
+    for (size_t at = 0; at < text.size();) {
+        size_t end = text.find('\n', at);
+        if (end == std::string::npos) end = text.size();
+        std::string line = text.substr(at, end - at);
+        if (!line.empty() && line.back() == '\r') line.pop_back();  // a names file edited on Windows
+        ++line_no;
+        auto name = zeroclip_cli::unescape_text(line);
+        if (!name)
+            throw zeroclip::error(zeroclip::errc::format, path + ":" + std::to_string(line_no) +
+                                                              ": malformed escape in a name (a backslash must start "
+                                                              "\\\\, \\n, \\r, \\t or \\xHH)");
+        names.push_back(std::move(*name));
+        at = end + 1;
+    }
+    return names;
+}
+
 int run_search(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv, {"--model", "--index", "--names", "--text", "--top-k"}, {});
     const std::string index_path = a.required("--index");
     const std::string query = a.required("--text");
-    if (query.empty()) throw zeroclip_cli::usage_error("--text must not be empty");
+    if (query.find_first_not_of(" \t\r\n") == std::string::npos) throw zeroclip_cli::usage_error("--text must not be empty");
     const int top_k = a.get_int("--top-k", 10, 1, 1000000);
     std::string names_path = a.get("--names").value_or(
         (index_path.size() > 4 && index_path.substr(index_path.size() - 4) == ".npy" ? index_path.substr(0, index_path.size() - 4)
                                                                                     : index_path) + ".names.txt");
+    zeroclip_cli::require_regular_file(index_path, "index (.npy)");
     zeroclip::tensor index = zeroclip::load_npy(index_path).to_float();
-    std::vector<std::string> names;
-    std::ifstream in(names_path);
-    if (!in) throw zeroclip::error(zeroclip::errc::io, names_path + ": cannot open (give --names N.txt)");
-    for (std::string line; std::getline(in, line);) names.push_back(line);
+    const std::vector<std::string> names = read_index_names(names_path);
     if (index.ndim() != 2 || static_cast<int64_t>(names.size()) != index.dim(0))
         throw zeroclip::error(zeroclip::errc::shape, index_path + " has shape " + zeroclip::shape_to_string(index.shape()) +
                                                          " but " + names_path + " has " + std::to_string(names.size()) + " names");
@@ -31,15 +51,37 @@ int run_search(const std::vector<std::string>& argv) {
     if (index.dim(1) != m.config().embed_dim)
         throw zeroclip::error(zeroclip::errc::shape, index_path + " rows have " + std::to_string(index.dim(1)) +
                                                          " values, the model embeds in " + std::to_string(m.config().embed_dim));
+    // Rows without a direction (all zeros: an image that failed in an older zeroclip) or with NaN /
+    // Inf cannot be ranked: each is skipped with a warning, never sorted.
+    const int64_t n = index.dim(0), d = index.dim(1);
+    std::vector<int64_t> order;
+    for (int64_t r = 0; r < n; ++r) {
+        const float* row = index.data() + r * d;
+        bool finite = true, nonzero = false;
+        for (int64_t k = 0; k < d; ++k) finite = finite && std::isfinite(row[k]), nonzero = nonzero || row[k] != 0.0f;
+        if (finite && nonzero) order.push_back(r);
+        else
+            std::cerr << "zeroclip search: warning: " << zeroclip_cli::escape_text(index_path) << " row " << r << " ("
+                      << zeroclip_cli::escape_text(names[static_cast<size_t>(r)]) << ") is "
+                      << (finite ? "all zeros" : "not finite") << ": skipped\n";
+    }
+    if (order.empty()) throw zeroclip::error(zeroclip::errc::format, index_path + ": no row can be ranked");
+    for (const auto& cut : zeroclip::texts_cut_by_context(m, {query}))
+        std::cerr << "zeroclip search: warning: the query '" << zeroclip_cli::escape_text(cut) << "' is longer than the model's "
+                  << m.config().text.context_length << "-token context: cut to fit\n";
     zeroclip::tensor q = zeroclip::embed_texts(m, {query});  // (1, D), normalised
     zeroclip::tensor scores = m.backend().linear(m.backend().l2_normalize_rows(index), q, zeroclip::tensor{});  // cosines
-    std::vector<int64_t> order(static_cast<size_t>(index.dim(0)));
-    std::iota(order.begin(), order.end(), 0);
+    for (int64_t r : order)
+        if (!std::isfinite(scores[r]))
+            throw zeroclip::error(zeroclip::errc::format, m.source() + ": the query's similarity to " +
+                                                              names[static_cast<size_t>(r)] +
+                                                              " is not finite (NaN or Inf weights?)");
     const size_t k = std::min(order.size(), static_cast<size_t>(top_k));
     std::partial_sort(order.begin(), order.begin() + static_cast<long>(k), order.end(),
-                      [&](int64_t x, int64_t y) { return scores[x] > scores[y]; });
+                      [&](int64_t x, int64_t y) { return scores[x] > scores[y] || (scores[x] == scores[y] && x < y); });
     std::cout << std::fixed << std::setprecision(4);
-    for (size_t i = 0; i < k; ++i) std::cout << scores[order[i]] << "  " << names[static_cast<size_t>(order[i])] << "\n";
+    for (size_t i = 0; i < k; ++i)
+        std::cout << scores[order[i]] << "  " << zeroclip_cli::escape_text(names[static_cast<size_t>(order[i])]) << "\n";
     return 0;
 }
 
@@ -48,7 +90,9 @@ int run_search(const std::vector<std::string>& argv) {
 ZEROCLIP_CLI_COMMAND({"search", "rank embedded images by a text query",
                       "usage: zeroclip search --model M --index E.npy [--names N.txt] --text \"query\" [--top-k K]\n\n"
                       "E.npy and N.txt come from `zeroclip embed --model M IMAGES... --out E.npy` (N.txt defaults\n"
-                      "to E.names.txt). Prints the top K rows (default 10) by cosine similarity to the query.\n\n"
+                      "to E.names.txt). Prints the top K rows (default 10) by cosine similarity to the query, each\n"
+                      "name as the names file holds it (escaped: one line per row). Rows that are all zeros or\n"
+                      "not finite are skipped with a warning, never ranked.\n\n"
                       "example:\n"
                       "  zeroclip embed --model M photos/ --out photos.npy\n"
                       "  zeroclip search --model M --index photos.npy --text \"a red circle\"\n",

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <zeroclip/io/checkpoint.hpp>
+#include <zeroclip/io/file.hpp>
 #include <zeroclip/tokenizer.hpp>
 
 #include "cli.hpp"
@@ -47,13 +48,30 @@ zeroclip::tokenizer model_tokenizer(const std::string& path) {
     return zeroclip::tokenizer::from_stored(merges->second, vocab == meta.end() ? "" : vocab->second, path);
 }
 
+// OpenAI's bpe_simple_vocab_16e6.txt(.gz): a line holding "#version", then one merge "a b" per line. The
+// tokenizer skips the first line unread, so anything else (a labels file) is refused here.
+zeroclip::tokenizer openai_bpe_tokenizer(const std::string& path) {
+    std::string data = zeroclip::read_file(path, "BPE vocabulary", std::uint64_t{64} << 20);
+    if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1F && static_cast<unsigned char>(data[1]) == 0x8B)
+        data = zeroclip::detail::gunzip(data, path);
+    const size_t first_end = data.find('\n');
+    const bool has_merge = first_end != std::string::npos &&
+                           data.find_first_not_of(" \t\r\n", first_end) != std::string::npos;
+    // OpenAI's own file starts with '"bpe_simple_vocab_16e6.txt#version: 0.2'.
+    if (data.substr(0, first_end).find("#version") == std::string::npos || !has_merge)
+        throw zeroclip::error(zeroclip::errc::tokenizer,
+                              path + ": not a BPE merges file (expected a '#version' line, then merges 'a b', "
+                                     "like OpenAI's bpe_simple_vocab_16e6.txt.gz)");
+    return zeroclip::tokenizer::from_openai_bpe_data(data, path);
+}
+
 zeroclip::tokenizer load_tokenizer(const zeroclip_cli::args& a) {
     const bool hf = a.has("--vocab") || a.has("--merges");
     if (a.has("--bpe") + hf + a.has("--model") > 1)
         throw zeroclip_cli::usage_error("give one of --bpe, --vocab/--merges and --model");
     if (auto model = a.get("--model")) return model_tokenizer(*model);
     if (hf) return zeroclip::tokenizer::from_hf_files(a.required("--vocab"), a.required("--merges"));
-    if (auto bpe = a.get("--bpe")) return zeroclip::tokenizer::from_openai_bpe(*bpe);
+    if (auto bpe = a.get("--bpe")) return openai_bpe_tokenizer(*bpe);
 #ifdef ZEROCLIP_DEFAULT_BPE
     return zeroclip::tokenizer::from_openai_bpe(ZEROCLIP_DEFAULT_BPE);
 #else

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "text.hpp"
 #include <zeroclip/error.hpp>
 
 namespace zeroclip_cli {
@@ -120,11 +121,11 @@ int main(int argc, char** argv) {
         }
     try {
         return it->second.run(rest);
-    } catch (const zeroclip_cli::usage_error& e) {
-        std::cerr << "zeroclip " << name << ": " << e.what() << "\n\n" << it->second.help;
+    } catch (const zeroclip_cli::usage_error& e) {  // messages may quote file names: escaped to one line
+        std::cerr << "zeroclip " << name << ": " << zeroclip_cli::escape_text(e.what()) << "\n\n" << it->second.help;
         return 2;
     } catch (const zeroclip::error& e) {
-        std::cerr << "zeroclip " << name << ": " << e.what() << "\n";
+        std::cerr << "zeroclip " << name << ": " << zeroclip_cli::escape_text(e.what()) << "\n";
         return 1;
     } catch (const std::exception& e) {
         std::cerr << "zeroclip " << name << ": unexpected error: " << e.what() << "\n";

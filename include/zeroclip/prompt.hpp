@@ -3,11 +3,13 @@
 //! The 80 ImageNet templates of the CLIP release (openai/CLIP, MIT) ship as `imagenet80`.
 #pragma once
 
-#include <fstream>
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "error.hpp"
+#include "io/file.hpp"
 
 namespace zeroclip {
 
@@ -107,12 +109,18 @@ inline std::vector<std::string> named_templates(const std::string& name) {
     ZEROCLIP_THROW(errc::invalid_argument, "unknown template set '" + name + "' (known: imagenet80, default)");
 }
 
-/// `tmpl` with its "{}" replaced by `label`; errc::invalid_argument if it has no "{}".
+/// `tmpl` with every "{}" replaced by `label` (a template may name the class more than once);
+/// errc::invalid_argument if it has no "{}".
 inline std::string fill_template(const std::string& tmpl, const std::string& label) {
-    const auto at = tmpl.find("{}");
-    if (at == std::string::npos)
+    if (tmpl.find("{}") == std::string::npos)
         ZEROCLIP_THROW(errc::invalid_argument, "template '" + tmpl + "' has no {} for the class name");
-    return tmpl.substr(0, at) + label + tmpl.substr(at + 2);
+    std::string out;
+    for (size_t at = 0;;) {
+        const auto slot = tmpl.find("{}", at);
+        if (slot == std::string::npos) return out + tmpl.substr(at);
+        out += tmpl.substr(at, slot - at) + label;
+        at = slot + 2;
+    }
 }
 
 namespace detail {
@@ -123,22 +131,33 @@ inline std::string trim(const std::string& s) {
 }
 }  // namespace detail
 
-/// Non-empty trimmed lines of a text file (labels or templates, one per line); lines starting with
-/// '#' are comments. errc::io if unreadable, errc::invalid_argument if it holds no line.
-inline std::vector<std::string> read_lines_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) ZEROCLIP_THROW(errc::io, path + ": cannot open");
+/// Largest labels, templates or texts file read_lines_file accepts (a million captions fit).
+constexpr std::uint64_t max_lines_file_bytes = std::uint64_t{256} << 20;
+
+/// Non-empty trimmed lines of a text file (labels, templates or texts, one per line, `what` names
+/// which in messages); lines starting with '#' are comments and a UTF-8 byte-order mark is
+/// dropped. errc::io if it is missing, not a regular file (a folder, /dev/zero, a FIFO) or larger
+/// than max_lines_file_bytes; errc::invalid_argument if it holds no entry.
+inline std::vector<std::string> read_lines_file(const std::string& path, const std::string& what = "lines file") {
+    std::string text = read_file(path, what, max_lines_file_bytes);
+    if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
     std::vector<std::string> lines;
-    for (std::string line; std::getline(in, line);) {
-        line = detail::trim(line);
-        if (!line.empty() && line[0] != '#') lines.push_back(line);
+    for (size_t at = 0; at < text.size();) {
+        size_t end = text.find('\n', at);
+        if (end == std::string::npos) end = text.size();
+        std::string line = detail::trim(text.substr(at, end - at));
+        if (!line.empty() && line[0] != '#') lines.push_back(std::move(line));
+        at = end + 1;
     }
-    if (lines.empty()) ZEROCLIP_THROW(errc::invalid_argument, path + ": no entries (one per line expected)");
+    if (lines.empty())
+        ZEROCLIP_THROW(errc::invalid_argument,
+                       path + ": no entries in this " + what + " (only blank or '#' comment lines; one per line expected)");
     return lines;
 }
 
 /// Comma-separated labels ("cat, dog,bird") as a list, trimmed; empty items are an error.
 inline std::vector<std::string> split_labels(const std::string& text) {
+    if (detail::trim(text).empty()) ZEROCLIP_THROW(errc::invalid_argument, "the label list is empty");
     std::vector<std::string> labels;
     size_t start = 0;
     while (true) {
@@ -150,6 +169,16 @@ inline std::vector<std::string> split_labels(const std::string& text) {
         start = comma + 1;
     }
     return labels;
+}
+
+/// errc::invalid_argument naming the first label given twice: a class listed twice would split
+/// its probability between the copies.
+inline void check_distinct_labels(const std::vector<std::string>& labels) {
+    std::vector<std::string> sorted = labels;
+    std::sort(sorted.begin(), sorted.end());
+    const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+    if (dup != sorted.end())
+        ZEROCLIP_THROW(errc::invalid_argument, "label '" + *dup + "' is given twice (each class must appear once)");
 }
 
 }  // namespace zeroclip

@@ -170,6 +170,14 @@ public:
     }
     void write(const std::string& s) { write(s.data(), s.size()); }
 
+    /// Flushes and fsyncs what was written, so that a later commit() only renames: outputs that
+    /// belong together are all synced first, then all committed (a full disk fails them all).
+    void sync() {
+        if (!file_) ZEROCLIP_THROW(errc::invalid_argument, path_ + ": output already closed");
+        if (std::fflush(file_) != 0) fail("cannot write");
+        if (::fsync(::fileno(file_)) != 0) fail("cannot sync");
+    }
+
     /// Makes the file visible under its name; nothing of it is visible before.
     void commit() {
         if (!file_) ZEROCLIP_THROW(errc::invalid_argument, path_ + ": output already closed");

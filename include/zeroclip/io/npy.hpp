@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../tensor.hpp"
+#include "file.hpp"
 
 namespace zeroclip {
 
@@ -212,11 +213,12 @@ inline std::map<std::string, npy_array> load_npz(const std::string& path) {
     return out;
 }
 
-/// Writes a float32, int32 or uint8 tensor as .npy (`descr` "<f4", "<i4" or "|u1").
+/// Writes a float32, int32 or uint8 tensor as .npy (`descr` "<f4", "<i4" or "|u1") into an open
+/// atomic output; the caller commits it (so several outputs can be committed together).
 template <class T>
-inline void save_npy(const std::string& path, const basic_tensor<T>& t) {
+inline void write_npy(atomic_output& out, const basic_tensor<T>& t) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, int32_t> || std::is_same_v<T, uint8_t>,
-                  "save_npy writes float, int32_t or uint8_t");
+                  "write_npy writes float, int32_t or uint8_t");
     const char* descr = std::is_same_v<T, float> ? "<f4" : std::is_same_v<T, int32_t> ? "<i4" : "|u1";
     std::string shape;
     for (auto d : t.shape()) shape += std::to_string(d) + ", ";
@@ -225,15 +227,22 @@ inline void save_npy(const std::string& path, const basic_tensor<T>& t) {
     std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + shape + "), }";
     header.append(64 - (10 + header.size() + 1) % 64, ' ');
     header += '\n';
-    std::ofstream out(path, std::ios::binary);
-    if (!out) ZEROCLIP_THROW(errc::io, path + ": cannot open for writing");
     const unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                                         static_cast<unsigned char>(header.size() & 0xff),
                                         static_cast<unsigned char>(header.size() >> 8)};
-    out.write(reinterpret_cast<const char*>(preamble), 10);
-    out << header;
-    out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(sizeof(T) * t.numel()));
-    if (!out) ZEROCLIP_THROW(errc::io, path + ": write failed");
+    out.write(preamble, 10);
+    out.write(header);
+    out.write(t.data(), static_cast<size_t>(detail::checked_mul(sizeof(T), static_cast<uint64_t>(t.numel()),
+                                                                out.path())));
+}
+
+/// Writes a float32, int32 or uint8 tensor as .npy, atomically: on any failure (a full disk) the
+/// previous file at `path` is unchanged and nothing partial is left.
+template <class T>
+inline void save_npy(const std::string& path, const basic_tensor<T>& t) {
+    atomic_output out(path);
+    write_npy(out, t);
+    out.commit();
 }
 
 }  // namespace zeroclip
