@@ -136,6 +136,9 @@ dl.meta dt{color:var(--muted)}dl.meta dd{margin:0;overflow-wrap:anywhere}
 details summary{cursor:pointer}details ol{margin:4px 0;padding-left:22px;max-height:12em;overflow:auto}
 .stats{margin:14px 0 0;color:var(--muted)}.stats b{color:var(--ink)}.stats .warn{color:var(--bad)}
 .labels{display:flex;flex-wrap:wrap;gap:6px;margin:12px 0 0}
+.labels .what{color:var(--muted);align-self:center;margin-right:4px}
+.labels details{display:contents}.labels summary{align-self:center;color:var(--muted);padding:3px 6px}
+.labels details[open] summary{flex-basis:100%}
 .chip{display:inline-flex;gap:6px;align-items:center;padding:3px 10px;border:1px solid var(--line);border-radius:999px;background:var(--card);color:var(--ink);text-decoration:none}
 .chip b{font-weight:600;color:var(--accent)}.chip.zero{opacity:.55}.chip.bad b{color:var(--bad)}
 .chip[aria-current]{background:var(--accent);border-color:var(--accent);color:#fff}.chip[aria-current] b{color:#fff}
@@ -149,7 +152,7 @@ details summary{cursor:pointer}details ol{margin:4px 0;padding-left:22px;max-hei
 .thumb img{max-width:100%;max-height:160px;image-rendering:auto}
 .nothumb{color:var(--muted);font-size:12px}
 .name{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere;white-space:pre-wrap;margin-bottom:6px}
-.name .dir{color:var(--muted)}
+.name .dir{display:block;color:var(--muted);white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .error{color:var(--bad);font-size:12px;overflow-wrap:anywhere;white-space:pre-wrap}
 .note{color:var(--muted);font-size:12px;overflow-wrap:anywhere}
 .row{display:grid;grid-template-columns:1fr auto;column-gap:8px;font-size:13px;margin-top:4px}
@@ -508,14 +511,26 @@ private:
         std::vector<std::size_t> order(top1_counts_.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
         std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return top1_counts_[a] > top1_counts_[b]; });
-        std::string h = "<nav class=\"labels\" aria-label=\"top-1 label\"><a class=\"chip\" href=\"#\">all <b>" +
-                        with_thousands(added_) + "</b></a>";
-        for (std::size_t i : order)
-            h += std::string("<a class=\"chip") + (top1_counts_[i] ? "" : " zero") + "\" data-label=\"" +
-                 html_escape(header_.labels[i]) + "\" href=\"#label=" + url_component(header_.labels[i]) + "\">" +
-                 html_escape(header_.labels[i]) + " <b>" + with_thousands(top1_counts_[i]) + "</b></a>";
+        auto chip = [&](std::size_t i) {
+            return std::string("<a class=\"chip") + (top1_counts_[i] ? "" : " zero") + "\" data-label=\"" +
+                   html_escape(header_.labels[i]) + "\" href=\"#label=" + url_component(header_.labels[i]) + "\">" +
+                   html_escape(header_.labels[i]) + " <b>" + with_thousands(top1_counts_[i]) + "</b></a>";
+        };
+        std::string h = "<nav class=\"labels\" aria-label=\"top-1 label\"><span class=\"what\">Top-1 label</span>"
+                        "<a class=\"chip\" href=\"#\">all <b>" + with_thousands(added_) + "</b></a>";
         if (failed_)
             h += "<a class=\"chip bad\" data-failed=\"\" href=\"#failed=1\">failed <b>" + with_thousands(failed_) + "</b></a>";
+        std::size_t unused = 0;
+        for (std::size_t i : order) {
+            if (top1_counts_[i]) h += chip(i);
+            else ++unused;
+        }
+        if (unused) {  // labels no image got: folded away, they would bury the ones that matter
+            h += "<details class=\"unused\"><summary>" + with_thousands(unused) + " more, top-1 of no image</summary>";
+            for (std::size_t i : order)
+                if (!top1_counts_[i]) h += chip(i);
+            h += "</details>";
+        }
         return h + "</nav>\n";
     }
 
