@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages zeroclip's build, tests and tools need. Idempotent: when all are
-# present it only checks (well under a second) and changes nothing.
+# Installs the Debian packages zeroclip's build, tests and tools need, plus any package named as an
+# argument (opt-in extras: scripts/test.sh adds chromium for the HTML report's browser test).
+# Idempotent: when all are present it only checks (well under a second) and changes nothing.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev zlib1g-dev python3 python3-numpy)
+packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev zlib1g-dev python3 python3-numpy "$@")
 # Training the default model and the speed comparisons also need PyTorch (large): opt in.
 if [[ "${ZEROCLIP_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi
 

@@ -5,7 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ZEROCLIP_BUILD_DIR:-$root/build}
 
-bash "$root/scripts/setup.sh"
+# chromium (116 MB download, 372 MB installed, ~1 min): tests/cli/test_cli_html.py renders the HTML report in it.
+bash "$root/scripts/setup.sh" chromium
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release ${ZEROCLIP_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"

@@ -1,14 +1,17 @@
 // `zeroclip classify`: zero-shot labels for image files and folders, as a table, JSON, JSON Lines
 // or CSV. A file that fails is reported and the rest go on; the exit code is 1 if any failed.
+#include <chrono>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <zeroclip/zeroclip.hpp>
 
 #include "common.hpp"
+#include "outputs.hpp"
+#include "report_html.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -61,9 +64,13 @@ std::string percent(float p) {
 
 template <class Backend>
 int classify_with(const zeroclip_cli::args& a, Backend backend) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::string started_at = zeroclip_cli::utc_now();
     const std::string format = a.get("--format").value_or("table");
-    if (format != "table" && format != "json" && format != "jsonl" && format != "csv")
-        throw usage_error("--format must be table, json, jsonl or csv");
+    if (format != "table" && format != "json" && format != "jsonl" && format != "csv" && format != "html")
+        throw usage_error("--format must be table, json, jsonl, csv or html");
+    if (a.has("--output") && format != "html") throw usage_error("--output is for --format html (other formats go to stdout)");
+    const int html_limit = a.get_int("--html-limit", static_cast<int>(zeroclip_cli::html_report::default_max_cards), 1, 10000000);
     const int top_k = a.get_int("--top-k", 5, 1, 100000);
     zeroclip::file_batch_options options;
     options.batch = a.get_int("--batch", 16, 1, 4096);
@@ -78,6 +85,23 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     if (options.threads > 0) omp_set_num_threads(options.threads);
 #endif
 
+    if (auto out = a.get("--output")) {
+        zeroclip_cli::file_plan plan;
+        plan.input(a.required("--model"), "--model");
+        plan.inputs(files, "image");
+        if (auto f = a.get("--labels-file")) plan.input(*f, "--labels-file");
+        if (auto f = a.get("--templates-file")) plan.input(*f, "--templates-file");
+        plan.output(*out, "--output");
+        plan.check();
+    }
+    // The report file is created (as a temporary) before any work, so a bad path fails first.
+    std::optional<zeroclip_cli::report_destination> destination;
+    std::vector<std::string> thumbnails;
+    if (format == "html") {
+        destination.emplace(a.get("--output"));
+        thumbnails.resize(files.size());
+        options.on_decoded = [&](size_t i, const zeroclip::decoded_image& im) { thumbnails[i] = zeroclip_cli::thumbnail_jpeg(im); };
+    }
     auto model = zeroclip::load_model(a.required("--model"), std::move(backend));
     std::optional<zeroclip::zero_shot_classifier<Backend>> classifier;
     try {
@@ -124,6 +148,11 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
             std::cout << "  top-" << std::setw(20) << r;
         std::cout << "\n";
     }
+    std::optional<zeroclip_cli::html_report> report;
+    if (destination) {
+        report.emplace([&](const std::string& s) { destination->write(s); }, static_cast<size_t>(html_limit));
+        report->begin({"classify", a.required("--model"), labels, templates, "", "", paths.size(), started_at});
+    }
     const std::vector<zeroclip::prediction> none;
     for (size_t row = 0; row < paths.size(); ++row) {
         const std::string& path = paths[row];
@@ -132,6 +161,13 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
         if (!error.empty()) {
             ++failed;
             std::cerr << "zeroclip classify: " << zeroclip_cli::escape_text(error) << "\n";
+        }
+        if (report) {
+            std::string thumbnail = image_of[row] == SIZE_MAX ? std::string() : std::move(thumbnails[image_of[row]]);
+            zeroclip_cli::report_card card{path, error, {}, 0, 0, std::move(thumbnail), ""};
+            for (const auto& p : preds) card.top.emplace_back(p.index, p.probability);
+            report->add(card);
+            continue;
         }
         nlohmann::json j = nlohmann::json::object();
         zeroclip_cli::put_text(j, "path", path);
@@ -162,6 +198,10 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
         }
     }
     if (format == "json") std::cout << zeroclip_cli::dump_json(all, 2) << "\n";
+    if (report) {
+        report->finish({std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()});
+        destination->commit();
+    }
     if (failed) std::cerr << "zeroclip classify: " << failed << " of " << paths.size() << " images failed\n";
     return failed ? 1 : 0;
 }
@@ -169,7 +209,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
 int run_classify(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv,
                          {"--model", "--labels", "--labels-file", "--template", "--templates", "--templates-file",
-                          "--top-k", "--format", "--threads", "--batch", "--device"},
+                          "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit"},
                          {"--recursive"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
@@ -183,7 +223,8 @@ int run_classify(const std::vector<std::string>& argv) {
 ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders",
                       "usage: zeroclip classify --model M (--labels \"cat,dog,...\" | --labels-file F)\n"
                       "                         [--template T | --templates imagenet80 | --templates-file F]\n"
-                      "                         [--top-k K] [--format table|json|jsonl|csv] [--recursive]\n"
+                      "                         [--top-k K] [--format table|json|jsonl|csv|html] [--output FILE]\n"
+                      "                         [--html-limit N] [--recursive]\n"
                       "                         [--threads N] [--batch N] [--device cpu|cuda] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
                       "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders, not\n"
@@ -195,7 +236,10 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                   --templates imagenet80: the 80 official templates, averaged per class\n"
                       "  --top-k K        labels shown per image (default 5)\n"
                       "  --format         table (default), json, jsonl ({\"path\":..., \"top\":[{\"label\",\"prob\",\n"
-                      "                   \"cosine\"}]} per line; {\"path\":..., \"error\":...} for a failed image), csv\n"
+                      "                   \"cosine\"}]} per line; {\"path\":..., \"error\":...} for a failed image), csv,\n"
+                      "                   html (one self-contained page: thumbnails, label bars, filters; no network)\n"
+                      "  --output FILE    where --format html goes (default: stdout); written whole or not at all\n"
+                      "  --html-limit N   images shown in the html report (default 20000; all are counted)\n"
                       "                   Names and labels that are not valid UTF-8: in JSON each bad byte shows as\n"
                       "                   U+FFFD and \"path_hex\" / \"label_hex\" hold the exact bytes in hex; in table\n"
                       "                   and csv, control characters and bad bytes are escaped (\\\\ \\n \\r \\t \\xHH)\n"
@@ -207,5 +251,6 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "  zeroclip classify --model examples/models/zeroclip-toy-vit.safetensors \\\n"
                       "      --labels-file examples/labels.txt examples/images\n"
                       "  zeroclip classify --model clip-vit-base-patch32/ --labels \"cat,dog,car\" --templates imagenet80 \\\n"
-                      "      --format jsonl --recursive photos/\n",
+                      "      --format jsonl --recursive photos/\n"
+                      "  zeroclip classify --model M --labels-file labels.txt --format html --output report.html photos/\n",
                       run_classify});

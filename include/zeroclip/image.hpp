@@ -4,6 +4,7 @@
 //! `preprocess_crop` gives the exact 8-bit crop the model sees; `load_image_tensor` the CHW floats.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <climits>
@@ -615,6 +616,74 @@ inline std::vector<std::uint8_t> encode_png(const rgb_image& img) {
     if (!zc_stbi_write_png_to_func(sink, &png, img.width, img.height, 3, img.pixels.data(), img.width * 3))
         ZEROCLIP_THROW(errc::invalid_argument, "encode_png: stb_image_write failed");
     return png;
+}
+
+/// The image as baseline JPEG file bytes (8-bit RGB), `quality` 1..100.
+inline std::vector<std::uint8_t> encode_jpeg(const rgb_image& img, int quality = 80) {
+    if (img.width < 1 || img.height < 1 ||
+        img.pixels.size() != static_cast<std::size_t>(img.width) * static_cast<std::size_t>(img.height) * 3)
+        ZEROCLIP_THROW(errc::invalid_argument, "encode_jpeg: pixel buffer does not match " +
+                                                   std::to_string(img.width) + "x" + std::to_string(img.height) + "x3");
+    std::vector<std::uint8_t> jpeg;
+    auto sink = [](void* context, void* bytes, int n) {
+        auto* v = static_cast<std::vector<std::uint8_t>*>(context);
+        v->insert(v->end(), static_cast<std::uint8_t*>(bytes), static_cast<std::uint8_t*>(bytes) + n);
+    };
+    if (!zc_stbi_write_jpg_to_func(sink, &jpeg, img.width, img.height, 3, img.pixels.data(), quality))
+        ZEROCLIP_THROW(errc::invalid_argument, "encode_jpeg: stb_image_write failed");
+    return jpeg;
+}
+
+/// A small RGB preview whose longest side is at most `max_side` (aspect kept, never enlarged):
+/// each output pixel is the mean of the source pixels it covers (a box filter, one pass over the
+/// source), colours as convert("RGB"). For display only, not for model input.
+inline rgb_image make_thumbnail(const decoded_image& im, int max_side) {
+    const detail::image_ref src = detail::ref_of(im, "make_thumbnail");
+    if (max_side < 1) ZEROCLIP_THROW(errc::invalid_argument, "make_thumbnail: max_side must be >= 1");
+    const int longest = std::max(src.width, src.height);
+    if (longest <= max_side) return detail::to_rgb(src);
+    const double scale = static_cast<double>(max_side) / longest;
+    rgb_image out;
+    out.width = std::max(1, static_cast<int>(std::lround(src.width * scale)));
+    out.height = std::max(1, static_cast<int>(std::lround(src.height * scale)));
+    std::vector<std::uint64_t> sums(static_cast<std::size_t>(out.width) * 3);
+    std::vector<std::uint32_t> col_of(static_cast<std::size_t>(src.width));
+    for (int x = 0; x < src.width; ++x)
+        col_of[static_cast<std::size_t>(x)] = static_cast<std::uint32_t>(static_cast<std::int64_t>(x) * out.width / src.width);
+    out.pixels.resize(static_cast<std::size_t>(out.width) * static_cast<std::size_t>(out.height) * 3);
+    const int c = pixel_mode_channels(src.mode);
+    auto rgb_at = [&](std::size_t k, std::uint32_t* rgb) {
+        if (src.mode == pixel_mode::i) {
+            const std::int32_t v = src.values[k];
+            rgb[0] = rgb[1] = rgb[2] = static_cast<std::uint32_t>(v <= 0 ? 0 : v >= 255 ? 255 : v);
+        } else if (c >= 3) {
+            for (int ch = 0; ch < 3; ++ch) rgb[ch] = src.pixels[static_cast<std::size_t>(c) * k + static_cast<std::size_t>(ch)];
+        } else {
+            rgb[0] = rgb[1] = rgb[2] = src.pixels[static_cast<std::size_t>(c) * k];
+        }
+    };
+    int y = 0;
+    for (int oy = 0; oy < out.height; ++oy) {
+        const int y_end = static_cast<int>(static_cast<std::int64_t>(oy + 1) * src.height / out.height);
+        std::fill(sums.begin(), sums.end(), 0);
+        const int rows = y_end - y;
+        for (; y < y_end; ++y)
+            for (int x = 0; x < src.width; ++x) {
+                std::uint32_t rgb[3];
+                rgb_at(static_cast<std::size_t>(y) * static_cast<std::size_t>(src.width) + static_cast<std::size_t>(x), rgb);
+                std::uint64_t* s = &sums[3 * col_of[static_cast<std::size_t>(x)]];
+                s[0] += rgb[0], s[1] += rgb[1], s[2] += rgb[2];
+            }
+        for (int ox = 0; ox < out.width; ++ox) {
+            const std::int64_t x0 = (static_cast<std::int64_t>(ox) * src.width + out.width - 1) / out.width;
+            const std::int64_t x1 = (static_cast<std::int64_t>(ox + 1) * src.width + out.width - 1) / out.width;
+            const std::uint64_t n = static_cast<std::uint64_t>(std::max<std::int64_t>(1, (x1 - x0) * rows));
+            for (int ch = 0; ch < 3; ++ch)
+                out.pixels[(static_cast<std::size_t>(oy) * static_cast<std::size_t>(out.width) + static_cast<std::size_t>(ox)) * 3 +
+                           static_cast<std::size_t>(ch)] = static_cast<std::uint8_t>((sums[3 * static_cast<std::size_t>(ox) + static_cast<std::size_t>(ch)] + n / 2) / n);
+        }
+    }
+    return out;
 }
 
 /// Writes the image as an 8-bit RGB PNG file; errc::io naming the path on failure.

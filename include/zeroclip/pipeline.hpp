@@ -19,6 +19,11 @@ struct file_batch_options {
     int threads = 0;   ///< decoding threads; 0 = the machine's hardware threads
     /// Called after each batch with (files done, files total), e.g. for a progress bar.
     std::function<void(size_t, size_t)> progress;
+    /// Called with (file index, decoded image) right after each file decodes, before
+    /// preprocessing: a look at the full image without a second decode (e.g. for thumbnails).
+    /// Runs on the decoding threads, concurrently for different files; if it throws, that file
+    /// fails with its message.
+    std::function<void(size_t, const decoded_image&)> on_decoded;
 };
 
 /// Embeddings of image files, one row per file; `errors[i]` is empty when file i succeeded,
@@ -45,8 +50,10 @@ file_embeddings embed_image_files(const models::clip_model<Backend>& model, cons
         auto work = [&] {
             for (size_t i; (i = next++) < count;) {
                 try {
-                    normalize_into(preprocess_crop(decode_image_file(paths[start + i], pre.max_pixels), pre), pre.mean,
-                                   pre.stddev, pixels.data() + static_cast<int64_t>(i) * row);
+                    const decoded_image image = decode_image_file(paths[start + i], pre.max_pixels);
+                    if (options.on_decoded) options.on_decoded(start + i, image);
+                    normalize_into(preprocess_crop(image, pre), pre.mean, pre.stddev,
+                                   pixels.data() + static_cast<int64_t>(i) * row);
                 } catch (const std::exception& e) {
                     out.errors[start + i] = e.what();
                 }
