@@ -65,7 +65,11 @@ public:
     using task_fn = std::function<void(int64_t)>;
 
     explicit thread_pool(int workers) : spin_us_(env_int("ZEROCLIP_SPIN_US", 50)) {
-        for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker(); });
+        // Each worker is given the epoch it starts from here, before it runs: were it to read the
+        // epoch itself, a step or the destructor could bump it first and the worker would wait
+        // for an epoch that never comes (a hang at exit).
+        const uint64_t start_epoch = state_.load() >> 32;
+        for (int i = 0; i < workers; ++i) threads_.emplace_back([this, start_epoch] { worker(start_epoch); });
     }
     ~thread_pool() {
         {
@@ -116,10 +120,10 @@ private:
         return -1;
     }
 
-    void worker() {
+    void worker(uint64_t seen) {
         in_pool_worker() = true;
-        uint64_t seen = state_.load() >> 32;
         for (;;) {
+            if (stop_.load()) return;
             // Wait for a new epoch: spin a little, then sleep.
             uint64_t epoch = state_.load(std::memory_order_acquire) >> 32;
             if (epoch == seen) {
@@ -132,7 +136,8 @@ private:
             if (epoch == seen) {
                 std::unique_lock<std::mutex> l(m_);
                 sleepers_.fetch_add(1, std::memory_order_seq_cst);
-                cv_.wait(l, [&] { return (state_.load(std::memory_order_seq_cst) >> 32) != seen; });
+                // stop_ is set under m_, so checking it here under the lock cannot miss it.
+                cv_.wait(l, [&] { return stop_.load() || (state_.load(std::memory_order_seq_cst) >> 32) != seen; });
                 sleepers_.fetch_sub(1, std::memory_order_seq_cst);
                 epoch = state_.load() >> 32;
             }
