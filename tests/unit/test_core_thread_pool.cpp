@@ -40,21 +40,22 @@ TEST_CASE("thread pool: thousands of create/destroy cycles never hang") {
     });
 }
 
-TEST_CASE("thread pool: create, run a step, destroy; every task runs exactly once") {
+TEST_CASE("thread pool: create, run steps, destroy; every task runs exactly once") {
     within_seconds(120, "pool create/run/destroy cycles", [] {
-        int bad_steps = 0;
-        for (int cycle = 0; cycle < 2000; ++cycle) {
+        std::atomic<int> bad_steps{0};
+        for (int cycle = 0; cycle < 1500; ++cycle) {
             thread_pool pool(1 + cycle % 4);
-            const int64_t n = 1 + cycle % 37;
-            std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
-            const thread_pool::task_fn fn = [&](int64_t t) { runs[static_cast<size_t>(t)].fetch_add(1); };
-            const bool ran = pool.try_run(n, fn, 1 + cycle % 4);
-            bool once = ran;
-            for (const auto& r : runs) once = once && r.load() == 1;
-            if (!once) ++bad_steps;
-            if (cycle % 3 == 0) {  // a second step on the same pool, with a later epoch
-                for (auto& r : runs) r.store(0);
-                pool.try_run(n, fn, 2);
+            // Steps of alternating sizes back to back: a worker still claiming from a finished
+            // small step must not take a task of the next, larger one (it used to).
+            for (int step = 0; step < 1 + cycle % 6; ++step) {
+                const int64_t n = step % 2 ? 1 + (cycle + step) % 5 : 20 + (cycle + step) % 37;
+                std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
+                const thread_pool::task_fn fn = [&](int64_t t) {
+                    if (t < 0 || t >= n) ++bad_steps;  // never: only tasks of this step
+                    else runs[static_cast<size_t>(t)].fetch_add(1);
+                };
+                const bool ran = pool.try_run(n, fn, 1 + (cycle + step) % 4);
+                bool once = ran;
                 for (const auto& r : runs) once = once && r.load() == 1;
                 if (!once) ++bad_steps;
             }
@@ -66,8 +67,8 @@ TEST_CASE("thread pool: create, run a step, destroy; every task runs exactly onc
 TEST_CASE("thread pool: parallel_tasks runs each task exactly once, many times over") {
     within_seconds(120, "parallel_tasks steps", [] {
         int bad_steps = 0;
-        for (int step = 0; step < 3000; ++step) {
-            const int64_t n = 1 + step % 53;
+        for (int step = 0; step < 5000; ++step) {
+            const int64_t n = step % 2 ? 1 + step % 3 : 1 + step % 53;
             std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
             zeroclip::detail::cpu::parallel_tasks(n, [&](int64_t t) { runs[static_cast<size_t>(t)].fetch_add(1); },
                                                   step % 5);
