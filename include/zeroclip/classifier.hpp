@@ -82,6 +82,12 @@ public:
         if (top_k < 1) ZEROCLIP_THROW(errc::invalid_argument, "classifier: top_k must be at least 1");
         const tensor cos = cosines(image_embeddings);
         const int64_t n = cos.dim(0), c = cos.dim(1);
+        // A NaN would break the sort below and print as a probability: refused (the embeddings
+        // came from outside, e.g. a .npy file, and hold NaN or infinity).
+        for (int64_t i = 0; i < n * c; ++i)
+            if (!std::isfinite(cos[i]))
+                ZEROCLIP_THROW(errc::invalid_argument, "classifier: the image embedding of row " + std::to_string(i / c) +
+                                                           " holds NaN or infinite values");
         const int64_t k = std::min<int64_t>(top_k, c);
         // Softmax over the labels of logit_scale · cosine, on the host: (N, labels) is small.
         tensor probs({n, c});
@@ -135,7 +141,8 @@ inline contrastive_result contrastive_loss(const tensor& image_embeddings, const
         ZEROCLIP_THROW(errc::shape, "contrastive_loss: need two (N, D) embedding matrices of the same shape, got " +
                                         shape_to_string(image_embeddings.shape()) + " and " +
                                         shape_to_string(text_embeddings.shape()));
-    if (!(temperature > 0)) ZEROCLIP_THROW(errc::invalid_argument, "contrastive_loss: temperature must be > 0");
+    if (!(temperature > 0) || !std::isfinite(temperature))
+        ZEROCLIP_THROW(errc::invalid_argument, "contrastive_loss: temperature must be a finite number > 0");
     if (!(lambda >= 0 && lambda <= 1)) ZEROCLIP_THROW(errc::invalid_argument, "contrastive_loss: lambda must be in [0, 1]");
     const int64_t n = image_embeddings.dim(0), d = image_embeddings.dim(1);
     auto unit_rows = [&](const tensor& x) {
@@ -172,6 +179,9 @@ inline contrastive_result contrastive_loss(const tensor& image_embeddings, const
         r.cosines.push_back(static_cast<float>(s[static_cast<size_t>(i * n + i)] * temperature));
     }
     r.loss /= static_cast<double>(n);
+    if (!std::isfinite(r.loss))
+        ZEROCLIP_THROW(errc::invalid_argument, "contrastive_loss: the loss is not finite: an embedding holds NaN or "
+                                               "infinite values, or is all zeros");
     return r;
 }
 

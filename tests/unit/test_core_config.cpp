@@ -181,3 +181,12 @@ TEST_CASE("config: keys across each other, types and ResNet stages") {
     // Absent keys still take CLIPConfig's defaults.
     CHECK(parse_hf_config("{}", "", "c.json").vision.width == 768);
 }
+
+TEST_CASE("config: a value nested 100000 deep is reported, not dumped recursively") {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    json j = tiny_vit();
+    j.erase("embed_dim");
+    const std::string hostile = "{\"embed_dim\": " + deep + ", " + j.dump().substr(1);
+    expect_rejected([](const std::string& t) { parse_zeroclip_config(t, "model.safetensors"); }, hostile,
+                    {"'embed_dim'", "got an array"});
+}

@@ -63,7 +63,7 @@ namespace detail {
 /// that products of them stay far from overflowing.
 constexpr int64_t max_config_layers = 1024;
 constexpr int64_t max_config_width = 65536;
-constexpr int64_t max_config_image_size = 8192;
+constexpr int64_t max_config_image_size = 4096;
 constexpr int64_t max_config_context = 65536;
 constexpr int64_t max_config_vocab = int64_t{1} << 24;
 
@@ -85,7 +85,9 @@ struct config_object {
     bool has(const char* key) const { return json.contains(key) && !json[key].is_null(); }
 
     [[noreturn]] void fail(const char* key, const std::string& what) const {
-        const std::string shown = json.contains(key) ? json[key].dump() : std::string("absent");
+        // Only a scalar is shown: dump() recurses, and a hostile value may be nested 10^5 deep.
+        const nlohmann::json* v = json.contains(key) ? &json[key] : nullptr;
+        const std::string shown = !v ? "absent" : v->is_array() ? "an array" : v->is_object() ? "an object" : v->dump();
         ZEROCLIP_THROW(errc::format, where + ": config key '" + key_name(key) + "' " + what + ", got " +
                                          (shown.size() > 80 ? shown.substr(0, 80) + "..." : shown));
     }
