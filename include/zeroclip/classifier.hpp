@@ -145,6 +145,12 @@ public:
         if (top_k < 1) ZEROCLIP_THROW(errc::invalid_argument, "classifier: top_k must be at least 1");
         const tensor cos = cosines(image_embeddings);
         const int64_t n = cos.dim(0), c = cos.dim(1);
+        // A NaN would break the sort below and print as a probability: refused (the embeddings
+        // came from outside, e.g. a .npy file, and hold NaN or infinity).
+        for (int64_t i = 0; i < n * c; ++i)
+            if (!std::isfinite(cos[i]))
+                ZEROCLIP_THROW(errc::invalid_argument, "classifier: the image embedding of row " + std::to_string(i / c) +
+                                                           " holds NaN or infinite values");
         const int64_t k = std::min<int64_t>(top_k, c);
         // Softmax over the labels of logit_scale · cosine, on the host: (N, labels) is small.
         tensor probs({n, c});

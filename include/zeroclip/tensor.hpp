@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -24,9 +25,15 @@ inline std::string shape_to_string(const shape_t& shape) {
     return s + "]";
 }
 
-/// Number of elements of a shape (1 for a 0-d shape).
+/// Number of elements of a shape (1 for a 0-d shape). errc::shape for a negative dimension or a
+/// product that overflows int64 (it would otherwise wrap, e.g. to 0, and pass size checks).
 inline int64_t shape_numel(const shape_t& shape) {
-    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+    int64_t n = 1;
+    for (int64_t d : shape)
+        if (d < 0 || __builtin_mul_overflow(n, d, &n))
+            ZEROCLIP_THROW(errc::shape, "shape " + shape_to_string(shape) +
+                                            (d < 0 ? " has a negative dimension" : " has more elements than fit in 64 bits"));
+    return n;
 }
 
 template <class T>
@@ -35,10 +42,18 @@ public:
     basic_tensor() = default;
 
     /// A new zero-filled tensor that owns its storage.
+    /// errc::shape when the shape is invalid or its storage cannot be allocated.
     explicit basic_tensor(shape_t shape) : shape_(std::move(shape)) {
-        auto n = static_cast<size_t>(shape_numel(shape_));
-        auto buffer = std::shared_ptr<T>(new T[n](), std::default_delete<T[]>());
-        data_ = buffer;
+        const auto n = static_cast<uint64_t>(shape_numel(shape_));
+        uint64_t bytes = 0;
+        if (__builtin_mul_overflow(n, uint64_t{sizeof(T)}, &bytes) || bytes > PTRDIFF_MAX)
+            ZEROCLIP_THROW(errc::shape, "tensor of shape " + shape_to_string(shape_) + " is too large to allocate");
+        try {
+            data_ = std::shared_ptr<T>(new T[static_cast<size_t>(n)](), std::default_delete<T[]>());
+        } catch (const std::bad_alloc&) {
+            ZEROCLIP_THROW(errc::shape, "tensor of shape " + shape_to_string(shape_) + " (" + std::to_string(bytes) +
+                                            " bytes) cannot be allocated: out of memory");
+        }
     }
 
     /// A tensor owning a copy of `values` (which must hold shape_numel(shape) elements).

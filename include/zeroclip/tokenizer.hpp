@@ -9,7 +9,6 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -28,6 +27,7 @@
 #include <zeroclip/detail/unicode_tables.hpp>
 #include <zeroclip/detail/utf8.hpp>
 #include <zeroclip/error.hpp>
+#include <zeroclip/io/file.hpp>
 
 namespace zeroclip {
 
@@ -451,6 +451,10 @@ inline std::shared_ptr<const bpe_model> build_bpe_model(
     }
     std::int32_t max_id = -1;
     for (const auto& [tok, id] : m->encoder) max_id = std::max(max_id, id);
+    // Ids index a table: a few entries with ids near 2^24 would allocate it 16M entries long.
+    if (max_id >= 0 && static_cast<std::size_t>(max_id) >= m->encoder.size() + 4096)
+        ZEROCLIP_THROW(errc::tokenizer, what + ": token id " + std::to_string(max_id) + " is far beyond the " +
+                                            std::to_string(m->encoder.size()) + " tokens of the vocabulary");
     m->decoder.assign(static_cast<std::size_t>(max_id + 1), std::string());
     m->has_id.assign(static_cast<std::size_t>(max_id + 1), 0);
     for (const auto& [tok, id] : m->encoder) {
@@ -509,13 +513,12 @@ inline std::unordered_map<std::string, std::int32_t> parse_vocab_json(std::strin
     return vocab;
 }
 
+/// The largest tokenizer file read (CLIP's vocab.json is 0.8 MB; the gzip'd BPE file 1.3 MB).
+constexpr std::uint64_t max_tokenizer_file_bytes = std::uint64_t{256} << 20;
+
+/// A whole tokenizer file (read_file: regular files only, size-limited); kept for existing callers.
 inline std::string read_binary_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) ZEROCLIP_THROW(errc::io, path + ": cannot open");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    if (f.bad()) ZEROCLIP_THROW(errc::io, path + ": read failed");
-    return ss.str();
+    return read_file(path, "tokenizer file", max_tokenizer_file_bytes);
 }
 
 /// Inflates gzip (all members, like Python's gzip module) or zlib data.
@@ -536,6 +539,10 @@ inline std::string gunzip(std::string_view data, const std::string& what) {
         zs.avail_out = static_cast<uInt>(buf.size());
         const int rc = inflate(&zs, Z_NO_FLUSH);
         out.append(buf.data(), buf.size() - zs.avail_out);
+        // CLIP's BPE file inflates to 1.4 MB; a decompression bomb is stopped long before memory runs out.
+        if (out.size() > max_tokenizer_file_bytes)
+            ZEROCLIP_THROW(errc::tokenizer, what + ": inflates to more than " + std::to_string(max_tokenizer_file_bytes) +
+                                                " bytes; not a BPE vocabulary");
         if (rc == Z_STREAM_END) {
             if (zs.avail_in == 0) break;
             if (inflateReset(&zs) != Z_OK) ZEROCLIP_THROW(errc::tokenizer, what + ": zlib reset failed");
@@ -684,7 +691,9 @@ public:
         const std::size_t end = std::min<std::size_t>(lines.size(), 49152 - 256 - 2 + 1);
         std::vector<std::string_view> used(lines.begin() + std::min<std::size_t>(1, lines.size()),
                                            lines.begin() + static_cast<std::ptrdiff_t>(end));
-        return tokenizer(detail::build_bpe_model(detail::parse_merges(used, 2, what), std::nullopt, what));
+        auto merges = detail::parse_merges(used, 2, what);
+        if (merges.empty()) ZEROCLIP_THROW(errc::tokenizer, what + ": no BPE merges in the vocabulary file");
+        return tokenizer(detail::build_bpe_model(merges, std::nullopt, what));
     }
 
     /// Hugging Face files: vocab.json ({token: id}) and merges.txt (optional "#version" header,
@@ -800,6 +809,10 @@ private:
         if (!lines.empty() && lines[0].substr(0, 8) == "#version") first = 1;
         std::vector<std::string_view> used(lines.begin() + static_cast<std::ptrdiff_t>(first), lines.end());
         auto merges = detail::parse_merges(used, first + 1, what);
+        // Without merges BPE would split every word into characters and look like it worked.
+        if (merges.empty())
+            ZEROCLIP_THROW(errc::tokenizer, what + ": no BPE merges (only a '#version' header, or nothing); "
+                                                   "the tokenizer needs CLIP's merges");
         std::optional<std::unordered_map<std::string, std::int32_t>> vocab;
         if (vocab_json.find_first_not_of(" \t\r\n") != std::string_view::npos)
             vocab = detail::parse_vocab_json(vocab_json, what);

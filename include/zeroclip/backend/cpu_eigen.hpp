@@ -187,6 +187,10 @@ public:
     /// Non-overlapping p×p patches of images (N, C, H, W) → (N·(H/p)·(W/p), C·p·p), each row
     /// ordered (c, ky, kx) like a flattened Conv2d weight, so the patch embedding is a linear.
     tensor patchify(const tensor& images, int64_t p) const {
+        if (images.ndim() != 4 || p <= 0 || images.dim(2) % p || images.dim(3) % p)
+            ZEROCLIP_THROW(errc::shape, "patchify: images of shape " + shape_to_string(images.shape()) +
+                                            " are not [N,C,H,W] with H and W multiples of the patch size " +
+                                            std::to_string(p));
         const int64_t n = images.dim(0), c = images.dim(1), h = images.dim(2), w = images.dim(3);
         const int64_t gh = h / p, gw = w / p;
         tensor y = make({n * gh * gw, c * p * p});

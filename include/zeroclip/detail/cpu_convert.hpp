@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -59,6 +60,38 @@ inline void bf16_to_f32(const unsigned char* src, float* dst, int64_t n) {
             dst[i] = detail::bf16_to_f32(v);
         }
     });
+}
+
+/// Index of the first non-finite value (NaN or ±infinity) among n F32 (`width` 4), F16 or BF16
+/// (`width` 2, `bf16` telling which) values at src, or −1: the exponent bits are tested, one
+/// vectorisable pass split over the threads.
+inline int64_t first_non_finite(const unsigned char* src, int64_t n, int width, bool bf16 = false) {
+    std::atomic<bool> found{false};
+    auto scan = [&](int64_t i0, int64_t i1) {
+        bool bad = false;
+        if (width == 4) {
+            for (int64_t i = i0; i < i1; ++i) {
+                uint32_t v;
+                std::memcpy(&v, src + 4 * i, 4);
+                bad |= (v & 0x7f800000u) == 0x7f800000u;
+            }
+        } else {
+            const uint16_t mask = bf16 ? 0x7f80 : 0x7c00;
+            for (int64_t i = i0; i < i1; ++i) {
+                uint16_t v;
+                std::memcpy(&v, src + 2 * i, 2);
+                bad |= (v & mask) == mask;
+            }
+        }
+        return bad;
+    };
+    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+        if (scan(i0, i1)) found.store(true, std::memory_order_relaxed);
+    });
+    if (!found.load()) return -1;
+    for (int64_t i = 0; i < n; ++i)  // the rare error path: find where, for the message
+        if (scan(i, i + 1)) return i;
+    return -1;
 }
 
 /// Tells the kernel that the pages wholly inside [p, p + bytes) of a read-only file mapping will

@@ -65,7 +65,11 @@ public:
     using task_fn = std::function<void(int64_t)>;
 
     explicit thread_pool(int workers) : spin_us_(env_int("ZEROCLIP_SPIN_US", 50)) {
-        for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker(); });
+        // Each worker is given the epoch it starts from here, before it runs: were it to read the
+        // epoch itself, a step or the destructor could bump it first and the worker would wait
+        // for an epoch that never comes (a hang at exit).
+        const uint64_t start_epoch = state_.load() >> 32;
+        for (int i = 0; i < workers; ++i) threads_.emplace_back([this, start_epoch] { worker(start_epoch); });
     }
     ~thread_pool() {
         {
@@ -82,17 +86,24 @@ public:
     int workers() const { return static_cast<int>(threads_.size()); }
 
     /// fn(t) for t in [0, n), by the caller and up to `helpers` workers. Returns false (nothing
-    /// run) when another thread's step holds the pool.
+    /// run) when another thread's step holds the pool, or n does not fit the task counter.
     bool try_run(int64_t n, const task_fn& fn, int helpers) {
+        if (n >= static_cast<int64_t>(closed_count)) return false;
         std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
         if (!busy.owns_lock()) return false;
+        // First close the previous step (an epoch of its own whose counter is past every n): a
+        // worker still inside claim() for the previous epoch could otherwise compare that epoch's
+        // counter with the new n, take a task that does not exist, and call fn_ racing with its
+        // update (a task run twice, or a call through a dangling fn_).
+        const uint64_t closed = (state_.load(std::memory_order_relaxed) >> 32) + 1;
+        state_.store(closed << 32 | closed_count, std::memory_order_seq_cst);
         fn_ = &fn;
-        n_.store(n, std::memory_order_relaxed);
+        n_.store(n, std::memory_order_release);
         helpers_.store(helpers, std::memory_order_relaxed);
         done_.store(0, std::memory_order_relaxed);
         // A new epoch with the counter at 0: workers claim (epoch, i) → (epoch, i + 1) by CAS, so
         // a worker that wakes up late cannot take a task of a later step.
-        const uint64_t epoch = (state_.load(std::memory_order_relaxed) >> 32) + 1;
+        const uint64_t epoch = closed + 1;
         state_.store(epoch << 32, std::memory_order_seq_cst);
         if (sleepers_.load(std::memory_order_seq_cst) > 0) {
             std::lock_guard<std::mutex> l(m_);
@@ -107,36 +118,50 @@ public:
     }
 
 private:
+    /// The task counter of a closed step: no step has that many tasks, so nothing can be claimed.
+    static constexpr uint64_t closed_count = 0xffffffffu;
+
     /// The next task of `epoch`, or −1 when it has none left (or a later step has begun).
     int64_t claim(uint64_t epoch) {
         uint64_t s = state_.load(std::memory_order_acquire);
-        while ((s >> 32) == epoch && static_cast<int64_t>(s & 0xffffffffu) < n_.load(std::memory_order_relaxed)) {
+        while ((s >> 32) == epoch && static_cast<int64_t>(s & 0xffffffffu) < n_.load(std::memory_order_acquire)) {
             if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return static_cast<int64_t>(s & 0xffffffffu);
         }
         return -1;
     }
 
-    void worker() {
+    /// True when state `s` is a step a worker that last saw epoch `seen` has not joined yet (a
+    /// closed step, being set up, is not).
+    static bool is_new_step(uint64_t s, uint64_t seen) {
+        return (s >> 32) != seen && (s & 0xffffffffu) != closed_count;
+    }
+
+    void worker(uint64_t seen) {
         in_pool_worker() = true;
-        uint64_t seen = state_.load() >> 32;
         for (;;) {
-            // Wait for a new epoch: spin a little, then sleep.
-            uint64_t epoch = state_.load(std::memory_order_acquire) >> 32;
-            if (epoch == seen) {
+            if (stop_.load()) return;
+            // Wait for a new step: spin a little, then sleep.
+            uint64_t s = state_.load(std::memory_order_acquire);
+            if (!is_new_step(s, seen)) {
                 const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
                 do {
                     for (int i = 0; i < 64; ++i) ZEROCLIP_CPU_PAUSE();
-                    epoch = state_.load(std::memory_order_acquire) >> 32;
-                } while (epoch == seen && std::chrono::steady_clock::now() < until);
+                    s = state_.load(std::memory_order_acquire);
+                } while (!is_new_step(s, seen) && !stop_.load(std::memory_order_relaxed) &&
+                         std::chrono::steady_clock::now() < until);
             }
-            if (epoch == seen) {
+            if (!is_new_step(s, seen)) {
                 std::unique_lock<std::mutex> l(m_);
                 sleepers_.fetch_add(1, std::memory_order_seq_cst);
-                cv_.wait(l, [&] { return (state_.load(std::memory_order_seq_cst) >> 32) != seen; });
+                // stop_ is set under m_, so checking it here under the lock cannot miss it.
+                cv_.wait(l, [&] {
+                    s = state_.load(std::memory_order_seq_cst);
+                    return stop_.load() || is_new_step(s, seen);
+                });
                 sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-                epoch = state_.load() >> 32;
             }
             if (stop_.load()) return;
+            const uint64_t epoch = s >> 32;
             seen = epoch;
             if (helpers_.fetch_sub(1, std::memory_order_acq_rel) <= 0) continue;  // the step wants fewer
             for (int64_t t; (t = claim(epoch)) >= 0;) {

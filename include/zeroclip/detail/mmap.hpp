@@ -2,10 +2,7 @@
 //! weights are used in place and the page cache is shared between processes.
 #pragma once
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -13,33 +10,25 @@
 #include <string>
 
 #include "../error.hpp"
+#include "../io/file.hpp"
 
 namespace zeroclip::detail {
 
 class mapped_file {
 public:
     /// Maps `path` read-only; throws errc::io naming the path on any failure.
+    /// Maps `path` read-only; throws errc::io naming the path on any failure. Only a regular file
+    /// is opened (open_regular_file): a FIFO or device is refused, never blocked on.
     static std::shared_ptr<const mapped_file> open(const std::string& path) {
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) ZEROCLIP_THROW(errc::io, path + ": cannot open: " + std::strerror(errno));
-        struct stat st {};
-        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-            ::close(fd);
-            ZEROCLIP_THROW(errc::io, path + ": not a regular file");
-        }
+        opened_file f = open_regular_file(path, "model file");
         auto file = std::shared_ptr<mapped_file>(new mapped_file());
         file->path_ = path;
-        file->size_ = static_cast<size_t>(st.st_size);
+        file->size_ = static_cast<size_t>(f.size);
         if (file->size_ > 0) {
-            void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (p == MAP_FAILED) {
-                int err = errno;
-                ::close(fd);
-                ZEROCLIP_THROW(errc::io, path + ": cannot map: " + std::strerror(err));
-            }
+            void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, f.fd.get(), 0);
+            if (p == MAP_FAILED) ZEROCLIP_THROW(errc::io, path + ": cannot map: " + std::strerror(errno));
             file->data_ = static_cast<const unsigned char*>(p);
         }
-        ::close(fd);
         return file;
     }
 

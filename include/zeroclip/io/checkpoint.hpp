@@ -5,11 +5,11 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
+#include <cstring>
 #include <string>
 
 #include "../models/config.hpp"
+#include "file.hpp"
 #include "safetensors.hpp"
 #include "weights.hpp"
 
@@ -34,17 +34,15 @@ inline bool is_directory(const std::string& path) {
 
 inline bool file_exists(const std::string& path) {
     struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    return ::stat(path.c_str(), &st) == 0;  // whatever it is: read_file says what is wrong with it
 }
 
-inline std::string read_text_file(const std::string& path) {
-    if (is_directory(path)) ZEROCLIP_THROW(errc::io, path + ": is a directory, expected a file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) ZEROCLIP_THROW(errc::io, path + ": cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+/// Size limits of the text files of a checkpoint (CLIP's vocab.json is 0.8 MB, merges.txt 0.5 MB).
+constexpr std::uint64_t max_config_file_bytes = std::uint64_t{16} << 20;
+constexpr std::uint64_t max_vocabulary_file_bytes = std::uint64_t{256} << 20;
+
+/// A whole text file (read_file); kept for existing callers.
+inline std::string read_text_file(const std::string& path) { return read_file(path, "file"); }
 
 inline std::string majority_dtype(const safetensors_file& file) {
     std::map<std::string, size_t> bytes;
@@ -57,6 +55,17 @@ inline std::string majority_dtype(const safetensors_file& file) {
 }
 
 inline bool is_float(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16 || t == dtype::f64; }
+
+/// Integer buffers that checkpoints carry and models never use (Hugging Face position_ids,
+/// BatchNorm num_batches_tracked, OpenAI's scalar input_resolution/context_length/vocab_size).
+inline bool is_integer_buffer(const std::string& name) {
+    auto ends_with = [&](const char* tail) {
+        const size_t n = std::strlen(tail);
+        return name.size() >= n && name.compare(name.size() - n, n, tail) == 0;
+    };
+    return ends_with("position_ids") || ends_with("num_batches_tracked") || name == "input_resolution" ||
+           name == "context_length" || name == "vocab_size";
+}
 
 inline bool replace_prefix(std::string& s, const std::string& from, const std::string& to) {
     if (s.compare(0, from.size(), from) != 0) return false;
@@ -80,11 +89,15 @@ inline tensor transpose2d(const tensor& t) {
 /// Hugging Face CLIPModel names → OpenAI names (the inverse of transformers'
 /// convert_clip_original_pytorch_to_hf.py). q/k/v are concatenated into in_proj, the two
 /// projections transposed back to [width, embed].
-inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file) {
+/// `not_float` receives the OpenAI names of tensors that are not of a float dtype, with that dtype
+/// (for the error when a model needs one of them).
+inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file,
+                                                  std::map<std::string, std::string>* not_float = nullptr) {
     std::map<std::string, tensor> out;
     std::map<std::string, std::array<tensor, 3>> qkv;  // OpenAI in_proj name -> q, k, v
     for (const auto& [hf_name, record] : file.tensors()) {
-        if (!is_float(record.type)) continue;  // position_ids buffers
+        const bool skip = !is_float(record.type);
+        if (skip && is_integer_buffer(hf_name)) continue;
         std::string name = hf_name;
         bool transpose = false;
         if (name == "visual_projection.weight") name = "visual.proj", transpose = true;
@@ -110,10 +123,19 @@ inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file) 
                 auto p = name.find(parts[i]);
                 if (p == std::string::npos) continue;
                 std::string kind = name.substr(p + std::string(parts[i]).size());  // weight / bias
-                qkv[name.substr(0, p) + ".attn.in_proj_" + kind][static_cast<size_t>(i)] = file.to_float(record);
+                const std::string joined = name.substr(0, p) + ".attn.in_proj_" + kind;
+                if (skip) {
+                    if (not_float) (*not_float)[joined] = dtype_name(record.type) + std::string(" (in ") + hf_name + ")";
+                } else {
+                    qkv[joined][static_cast<size_t>(i)] = file.to_float(record);
+                }
                 is_qkv = true;
             }
             if (is_qkv) continue;
+        }
+        if (skip) {
+            if (not_float) (*not_float)[name] = dtype_name(record.type);
+            continue;
         }
         tensor t = file.to_float(record);
         if (transpose) {
@@ -125,6 +147,7 @@ inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file) 
         out[name] = t;
     }
     for (auto& [name, parts] : qkv) {
+        if (not_float && not_float->count(name)) continue;  // reported by weight_source when needed
         for (int i = 0; i < 3; ++i)
             if (parts[static_cast<size_t>(i)].empty())
                 ZEROCLIP_THROW(errc::format, file.path() + ": the q/k/v projections of '" + name +
@@ -150,18 +173,30 @@ inline checkpoint load_hf_folder(const std::string& dir) {
     if (!file_exists(config_path))
         ZEROCLIP_THROW(errc::io, dir + ": no config.json (expected a Hugging Face CLIP folder or a .safetensors file)");
     std::string preprocessor;
-    if (file_exists(dir + "/preprocessor_config.json")) preprocessor = read_text_file(dir + "/preprocessor_config.json");
-    c.config = parse_hf_config(read_text_file(config_path), preprocessor, config_path);
+    const std::string preprocessor_path = dir + "/preprocessor_config.json";
+    if (file_exists(preprocessor_path))
+        preprocessor = read_file(preprocessor_path, "preprocessor config", max_config_file_bytes);
+    c.config = parse_hf_config(read_file(config_path, "model config", max_config_file_bytes), preprocessor,
+                               config_path, preprocessor_path);
     const std::string weights_path = dir + "/model.safetensors";
     if (!file_exists(weights_path))
         ZEROCLIP_THROW(errc::io, dir + ": no model.safetensors (convert pytorch_model.bin with "
                                        "weights_tools/convert.py)");
     auto file = safetensors_file::open(weights_path);
     c.weight_dtype = majority_dtype(file);
-    c.weights = weight_source(map_hf_names(file), weights_path);
-    c.bpe_vocab_json = read_text_file(dir + "/vocab.json");
-    std::string merges = read_text_file(dir + "/merges.txt");
-    if (merges.compare(0, 8, "#version") == 0) merges.erase(0, merges.find('\n') + 1);
+    std::map<std::string, std::string> not_float;
+    auto tensors = map_hf_names(file, &not_float);
+    c.weights = weight_source(std::move(tensors), weights_path, std::move(not_float));
+    const std::string vocab_path = dir + "/vocab.json", merges_path = dir + "/merges.txt";
+    c.bpe_vocab_json = read_file(vocab_path, "tokenizer vocabulary", max_vocabulary_file_bytes);
+    if (c.bpe_vocab_json.find_first_not_of(" \t\r\n") == std::string::npos)
+        ZEROCLIP_THROW(errc::format, vocab_path + ": the tokenizer vocabulary is empty");
+    std::string merges = read_file(merges_path, "tokenizer merges", max_vocabulary_file_bytes);
+    if (merges.compare(0, 8, "#version") == 0) merges.erase(0, merges.find('\n') == std::string::npos ? merges.size() : merges.find('\n') + 1);
+    // Without merges, BPE would silently split every word into characters.
+    if (merges.find_first_not_of(" \t\r\n") == std::string::npos)
+        ZEROCLIP_THROW(errc::format, merges_path + ": holds no merges (only a header, or nothing); "
+                                                  "the tokenizer needs CLIP's merges.txt");
     c.bpe_merges = std::move(merges);
     return c;
 }
@@ -178,10 +213,17 @@ inline checkpoint load_zeroclip_file(const std::string& path) {
     c.config = parse_zeroclip_config(config->second, path);
     c.weight_dtype = majority_dtype(file);
     std::map<std::string, tensor> tensors;
-    for (const auto& [name, record] : file.tensors())
+    std::map<std::string, std::string> not_float;
+    for (const auto& [name, record] : file.tensors()) {
         if (is_float(record.type)) tensors[name] = file.to_float(record);
-    c.weights = weight_source(std::move(tensors), path);
-    if (auto m = meta.find("zeroclip.bpe_merges"); m != meta.end()) c.bpe_merges = m->second;
+        else if (!is_integer_buffer(name)) not_float[name] = dtype_name(record.type);
+    }
+    c.weights = weight_source(std::move(tensors), path, std::move(not_float));
+    if (auto m = meta.find("zeroclip.bpe_merges"); m != meta.end()) {
+        if (m->second.find_first_not_of(" \t\r\n") == std::string::npos)
+            ZEROCLIP_THROW(errc::format, path + ": the stored tokenizer ('zeroclip.bpe_merges') holds no merges");
+        c.bpe_merges = m->second;
+    }
     if (auto v = meta.find("zeroclip.bpe_vocab"); v != meta.end()) c.bpe_vocab_json = v->second;
     return c;
 }

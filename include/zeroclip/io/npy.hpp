@@ -6,10 +6,11 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <limits>
 #include <map>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -19,20 +20,27 @@
 namespace zeroclip {
 
 /// A NumPy array as read from disk: its dtype descriptor ("<f4", "|u1", ...), shape and raw bytes.
+/// Arrays from load_npy/load_npz are validated: a supported dtype, a shape whose element and
+/// byte counts fit in 64 bits, and exactly that many bytes.
 struct npy_array {
     std::string descr;
     shape_t shape;
     std::vector<unsigned char> bytes;
 
-    /// Bytes per element ("<U20" strings are 20 UTF-32 code units).
+    /// Bytes per element ("<U20" strings are 20 UTF-32 code units); 0 for a malformed descr.
     size_t element_size() const {
-        const size_t n = static_cast<size_t>(std::atoi(descr.c_str() + 2));
+        if (descr.size() < 3 || descr.size() > 7) return 0;
+        size_t n = 0;
+        for (size_t i = 2; i < descr.size(); ++i) {
+            if (descr[i] < '0' || descr[i] > '9') return 0;
+            n = n * 10 + static_cast<size_t>(descr[i] - '0');
+        }
         return descr[1] == 'U' ? 4 * n : n;
     }
 
     /// The values of a str array ("<U..."), as UTF-8 (ASCII-safe; other code points are encoded).
     std::vector<std::string> to_strings() const {
-        if (descr[1] != 'U') ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not a str array");
+        if (kind() != 'U') ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not a str array");
         std::vector<std::string> out;
         const size_t width = element_size();
         for (size_t off = 0; off + width <= bytes.size(); off += width) {
@@ -57,31 +65,43 @@ struct npy_array {
 
     /// The values converted to float32 (any numeric dtype).
     tensor to_float() const { return convert<float>(); }
-    /// The values converted to int32 (integer dtypes only).
+    /// The values converted to int32 (integer dtypes only; a value outside int32 is errc::format).
     token_tensor to_int32() const {
-        if (descr[1] == 'f') ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not an integer array");
+        if (kind() == 'f') ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not an integer array");
         return convert<int32_t>();
     }
 
 private:
+    char kind() const { return descr.size() >= 2 ? descr[1] : '\0'; }
+
     template <class T>
     basic_tensor<T> convert() const {
-        if (descr[1] == 'U') ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not numeric");
-        basic_tensor<T> out(shape);
-        const char kind = descr[1];
+        const char k = kind();
+        if (k != 'f' && k != 'i' && k != 'u' && k != 'b')
+            ZEROCLIP_THROW(errc::format, "npy array of " + descr + " is not numeric");
         const size_t width = element_size();
-        for (int64_t i = 0; i < out.numel(); ++i) {
-            const unsigned char* p = bytes.data() + static_cast<size_t>(i) * width;
+        const auto n = static_cast<size_t>(shape_numel(shape));
+        if (width == 0 || width > 8 || bytes.size() / width < n)
+            ZEROCLIP_THROW(errc::format, "npy array of " + descr + " and shape " + shape_to_string(shape) +
+                                             " holds only " + std::to_string(bytes.size()) + " bytes");
+        basic_tensor<T> out(shape);
+        T* dst = out.data();
+        for (size_t i = 0; i < n; ++i) {
+            const unsigned char* p = bytes.data() + i * width;
             double v = 0;
-            if (kind == 'f' && width == 4) { float f; std::memcpy(&f, p, 4); v = f; }
-            else if (kind == 'f' && width == 8) { std::memcpy(&v, p, 8); }
-            else if (kind == 'i' || kind == 'u' || kind == 'b') {
+            if (k == 'f' && width == 4) { float f; std::memcpy(&f, p, 4); v = f; }
+            else if (k == 'f' && width == 8) { std::memcpy(&v, p, 8); }
+            else {
                 uint64_t raw = 0;
                 std::memcpy(&raw, p, width);
-                if (kind == 'i' && width < 8 && (raw >> (8 * width - 1)) & 1) raw |= ~uint64_t{0} << (8 * width);
-                v = kind == 'i' ? static_cast<double>(static_cast<int64_t>(raw)) : static_cast<double>(raw);
+                if (k == 'i' && width < 8 && (raw >> (8 * width - 1)) & 1) raw |= ~uint64_t{0} << (8 * width);
+                v = k == 'i' ? static_cast<double>(static_cast<int64_t>(raw)) : static_cast<double>(raw);
             }
-            out[i] = static_cast<T>(v);
+            if (std::is_integral_v<T> && !(v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+                                           v <= static_cast<double>(std::numeric_limits<T>::max())))
+                ZEROCLIP_THROW(errc::format, "npy array of " + descr + ": value " + std::to_string(v) +
+                                                 " at index " + std::to_string(i) + " does not fit in int32");
+            dst[i] = static_cast<T>(v);
         }
         return out;
     }
@@ -89,23 +109,40 @@ private:
 
 namespace detail {
 
-inline npy_array parse_npy(const unsigned char* data, size_t size, const std::string& name) {
-    auto fail = [&](const std::string& what) -> void {
+/// What a .npy header declares: the array (without its bytes) and where its data starts.
+struct npy_header {
+    npy_array array;          ///< descr and shape; bytes empty
+    std::uint64_t data_offset = 0;
+    std::uint64_t data_bytes = 0;  ///< element count × element size, overflow-checked
+};
+
+/// The largest .npy header read (numpy writes a few hundred bytes; format 2.0 allows 4 GiB).
+constexpr std::uint64_t max_npy_header_bytes = std::uint64_t{1} << 20;
+
+/// Parses the preamble and header text of a .npy held in `data` (at least the preamble and the
+/// header; the array data may be absent). Every defect is errc::format naming `name`.
+inline npy_header parse_npy_header(const unsigned char* data, std::size_t size, const std::string& name) {
+    auto fail = [&](const std::string& what) {
         ZEROCLIP_THROW(errc::format, name + ": not a valid .npy array: " + what);
     };
     if (size < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0) fail("missing the \\x93NUMPY magic");
     const unsigned major = data[6];
-    size_t header_len, offset;
+    if (major < 1 || major > 3) fail("unsupported format version " + std::to_string(major));
+    std::uint64_t header_len = 0, offset = 0;
     if (major == 1) {
-        header_len = data[8] | (size_t{data[9]} << 8);
+        header_len = data[8] | (std::uint64_t{data[9]} << 8);
         offset = 10;
     } else {
         if (size < 12) fail("truncated header");
-        header_len = data[8] | (size_t{data[9]} << 8) | (size_t{data[10]} << 16) | (size_t{data[11]} << 24);
+        header_len = data[8] | (std::uint64_t{data[9]} << 8) | (std::uint64_t{data[10]} << 16) |
+                     (std::uint64_t{data[11]} << 24);
         offset = 12;
     }
+    if (header_len > max_npy_header_bytes)
+        fail("header of " + std::to_string(header_len) + " bytes is larger than the limit of " +
+             std::to_string(max_npy_header_bytes));
     if (header_len > size - offset) fail("header runs past the end of the file");
-    std::string header(reinterpret_cast<const char*>(data + offset), header_len);
+    const std::string header(reinterpret_cast<const char*>(data + offset), static_cast<std::size_t>(header_len));
     auto value_of = [&](const std::string& key) {
         auto k = header.find("'" + key + "'");
         if (k == std::string::npos) fail("header has no '" + key + "'");
@@ -113,97 +150,190 @@ inline npy_array parse_npy(const unsigned char* data, size_t size, const std::st
         if (colon == std::string::npos) fail("malformed header");
         return colon + 1;
     };
-    npy_array a;
+    npy_header h;
+    npy_array& a = h.array;
     size_t p = header.find('\'', value_of("descr"));
     size_t q = p == std::string::npos ? p : header.find('\'', p + 1);
     if (q == std::string::npos) fail("malformed descr");
     a.descr = header.substr(p + 1, q - p - 1);
     if (a.descr.size() < 3 || (a.descr[0] != '<' && a.descr[0] != '|') ||
         std::string("fiubU").find(a.descr[1]) == std::string::npos)
-        fail("unsupported dtype '" + a.descr + "' (need little-endian float, int, uint, bool or str)");
+        fail("unsupported dtype '" + a.descr.substr(0, 40) + "' (need little-endian float, int, uint, bool or str)");
     const size_t width = a.element_size();
     if (a.descr[1] == 'U' ? (width == 0 || width > 4096)
                           : (!(width == 1 || width == 2 || width == 4 || width == 8) || (a.descr[1] == 'f' && width < 4)))
-        fail("unsupported dtype '" + a.descr + "'");
+        fail("unsupported dtype '" + a.descr.substr(0, 40) + "'");
     size_t fortran = value_of("fortran_order");
     while (fortran < header.size() && header[fortran] == ' ') ++fortran;
     if (header.compare(fortran, 4, "True") == 0) fail("Fortran-order arrays are not supported");
-    size_t open = header.find('(', value_of("shape")), close = header.find(')', open);
-    if (open == std::string::npos || close == std::string::npos) fail("malformed shape");
-    std::string dims = header.substr(open + 1, close - open - 1);
+    const size_t open = header.find('(', value_of("shape"));
+    const size_t close = open == std::string::npos ? open : header.find(')', open);
+    if (close == std::string::npos) fail("malformed shape");
+    const std::string dims = header.substr(open + 1, close - open - 1);
+    // Every count is overflow-checked: a shape whose product wraps would pass the size check.
+    constexpr auto max_dim = static_cast<std::uint64_t>(std::numeric_limits<int64_t>::max());
+    const std::string too_large = name + ": not a valid .npy array: shape (" + dims.substr(0, 200) + ")";
+    std::uint64_t count = 1;
     for (size_t i = 0; i < dims.size();) {
         while (i < dims.size() && (dims[i] == ' ' || dims[i] == ',')) ++i;
         if (i >= dims.size()) break;
+        std::uint64_t d = 0;
         size_t j = i;
-        while (j < dims.size() && std::isdigit(static_cast<unsigned char>(dims[j]))) ++j;
-        if (j == i) fail("malformed shape");
-        a.shape.push_back(std::stoll(dims.substr(i, j - i)));
+        for (; j < dims.size() && dims[j] >= '0' && dims[j] <= '9'; ++j)
+            d = checked_add(checked_mul(d, 10, too_large), static_cast<std::uint64_t>(dims[j] - '0'), too_large);
+        if (j == i) fail("malformed shape (" + dims.substr(0, 200) + ")");
+        if (d > max_dim) fail("shape (" + dims.substr(0, 200) + ") has a dimension larger than 2^63 - 1");
+        if (a.shape.size() >= 32) fail("shape has more than 32 dimensions");
+        a.shape.push_back(static_cast<int64_t>(d));
+        count = checked_mul(count, d, too_large);
         i = j;
     }
-    const size_t need = static_cast<size_t>(shape_numel(a.shape)) * width;
-    if (need > size - offset - header_len) fail("data is shorter than its shape says (truncated?)");
-    a.bytes.assign(data + offset + header_len, data + offset + header_len + need);
-    return a;
+    const std::uint64_t bytes = checked_mul(count, width, too_large + " of " + a.descr);
+    if (bytes > max_dim) fail("shape " + shape_to_string(a.shape) + " of " + a.descr + " is more than 2^63 bytes");
+    h.data_offset = offset + header_len;
+    h.data_bytes = bytes;
+    return h;
 }
 
-inline std::vector<unsigned char> read_file_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) ZEROCLIP_THROW(errc::io, path + ": cannot open");
-    return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), {});
+/// Parses a whole .npy held in memory (a .npz member); errc::format naming `name` when the data
+/// is shorter than the header's shape says.
+inline npy_array parse_npy(const unsigned char* data, size_t size, const std::string& name) {
+    npy_header h = parse_npy_header(data, size, name);
+    if (h.data_bytes > size - h.data_offset)
+        ZEROCLIP_THROW(errc::format, name + ": not a valid .npy array: data is " +
+                                         std::to_string(size - h.data_offset) + " bytes but shape " +
+                                         shape_to_string(h.array.shape) + " of " + h.array.descr + " needs " +
+                                         std::to_string(h.data_bytes) + " (truncated?)");
+    const unsigned char* begin = data + h.data_offset;
+    h.array.bytes.assign(begin, begin + h.data_bytes);
+    return std::move(h.array);
 }
 
 }  // namespace detail
 
-/// Reads a .npy file.
+/// Reads a .npy file. The header is read and checked first; the data is allocated only once the
+/// file is known to hold as many bytes as the header declares. errc::io (unreadable, not a
+/// regular file) or errc::format (malformed), naming the file.
 inline npy_array load_npy(const std::string& path) {
-    auto bytes = detail::read_file_bytes(path);
-    return detail::parse_npy(bytes.data(), bytes.size(), path);
+    opened_file f = open_regular_file(path, ".npy array");
+    // The preamble says how long the header is; only then is the header read, and only once it
+    // is checked is the data allocated.
+    std::vector<unsigned char> head(12);
+    head.resize(read_at(f, head.data(), head.size(), 0, path));
+    if (head.size() >= 10 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
+        const bool v1 = head[6] == 1;
+        std::uint64_t header_len = head[8] | (std::uint64_t{head[9]} << 8);
+        if (!v1 && head.size() >= 12) header_len |= (std::uint64_t{head[10]} << 16) | (std::uint64_t{head[11]} << 24);
+        const std::uint64_t want = (v1 ? 10 : 12) + std::min(header_len, detail::max_npy_header_bytes);
+        head.resize(static_cast<std::size_t>(std::min(want, f.size)));
+        head.resize(read_at(f, head.data(), head.size(), 0, path));
+    }
+    detail::npy_header h = detail::parse_npy_header(head.data(), head.size(), path);
+    const std::uint64_t have = f.size > h.data_offset ? f.size - h.data_offset : 0;
+    if (h.data_bytes > have)
+        ZEROCLIP_THROW(errc::format, path + ": not a valid .npy array: data is " + std::to_string(have) +
+                                         " bytes but shape " + shape_to_string(h.array.shape) + " of " +
+                                         h.array.descr + " needs " + std::to_string(h.data_bytes) + " (truncated?)");
+    npy_array a = std::move(h.array);
+    a.bytes.resize(static_cast<std::size_t>(h.data_bytes));
+    if (read_at(f, a.bytes.data(), a.bytes.size(), h.data_offset, path) != a.bytes.size())
+        ZEROCLIP_THROW(errc::io, path + ": the file shrank while it was read");
+    return a;
 }
 
+/// The largest .npz archive read (it is read whole): 64 GiB.
+constexpr std::uint64_t max_npz_bytes = std::uint64_t{1} << 36;
+
+namespace detail {
+
+/// Inflates a raw deflate stream of `csize` bytes into exactly `usize` bytes; errc::format naming
+/// `what` when it is corrupt or does not inflate to that size.
+inline std::vector<unsigned char> inflate_member(const unsigned char* in, std::uint64_t csize, std::uint64_t usize,
+                                                 const std::string& what) {
+    std::vector<unsigned char> out(static_cast<std::size_t>(usize));
+    z_stream zs{};
+    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) ZEROCLIP_THROW(errc::format, what + ": cannot start inflating");
+    // z_stream counts in 32 bits: input and output are handed over in chunks of at most 1 GiB.
+    constexpr std::uint64_t chunk = std::uint64_t{1} << 30;
+    std::uint64_t in_done = 0, out_done = 0;
+    int rc = Z_OK;
+    for (;;) {
+        if (zs.avail_in == 0 && in_done < csize) {
+            zs.next_in = const_cast<unsigned char*>(in + in_done);
+            zs.avail_in = static_cast<uInt>(std::min(chunk, csize - in_done));
+            in_done += zs.avail_in;
+        }
+        if (zs.avail_out == 0 && out_done < usize) {
+            zs.next_out = out.data() + out_done;
+            zs.avail_out = static_cast<uInt>(std::min(chunk, usize - out_done));
+            out_done += zs.avail_out;
+        }
+        rc = inflate(&zs, Z_NO_FLUSH);
+        // Z_BUF_ERROR: no progress, so the input ended early or the output is fuller than declared.
+        if (rc != Z_OK) break;
+    }
+    const std::uint64_t produced = out_done - zs.avail_out;
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END || produced != usize)
+        ZEROCLIP_THROW(errc::format, what + ": corrupt deflate data, or not the " + std::to_string(usize) +
+                                         " bytes its zip header declares");
+    return out;
+}
+
+}  // namespace detail
+
 /// Reads every array of a .npz file (a zip of .npy members, stored or deflated), keyed by name
-/// without the ".npy" suffix.
+/// without the ".npy" suffix. Every size in the zip headers is checked before it is used.
 inline std::map<std::string, npy_array> load_npz(const std::string& path) {
-    auto zip = detail::read_file_bytes(path);
-    auto u16 = [&](size_t at) { return static_cast<size_t>(zip[at] | (zip[at + 1] << 8)); };
-    auto u32 = [&](size_t at) { return static_cast<size_t>(u16(at) | (u16(at + 2) << 16)); };
+    const std::string zip = read_file(path, ".npz archive", max_npz_bytes);
+    const auto* bytes = reinterpret_cast<const unsigned char*>(zip.data());
+    const std::uint64_t size = zip.size();
+    auto u16 = [&](std::uint64_t at) { return static_cast<std::uint64_t>(bytes[at] | (bytes[at + 1] << 8)); };
+    auto u32 = [&](std::uint64_t at) { return u16(at) | (u16(at + 2) << 16); };
+    auto u64 = [&](std::uint64_t at) { return u32(at) | (u32(at + 4) << 32); };
     std::map<std::string, npy_array> out;
-    size_t pos = 0;
-    while (pos + 30 <= zip.size() && u32(pos) == 0x04034b50) {
-        const size_t method = u16(pos + 8), flags = u16(pos + 6);
-        size_t csize = u32(pos + 18), usize = u32(pos + 22);
-        const size_t name_len = u16(pos + 26), extra_len = u16(pos + 28);
-        if (pos + 30 + name_len + extra_len > zip.size()) break;
-        std::string name(reinterpret_cast<const char*>(&zip[pos + 30]), name_len);
-        const size_t data_at = pos + 30 + name_len + extra_len;
-        // zip64 sizes live in the extra field (numpy writes them for large members).
+    std::uint64_t pos = 0;
+    while (pos + 30 <= size && u32(pos) == 0x04034b50) {
+        const std::uint64_t method = u16(pos + 8), flags = u16(pos + 6);
+        std::uint64_t csize = u32(pos + 18), usize = u32(pos + 22);
+        const std::uint64_t name_len = u16(pos + 26), extra_len = u16(pos + 28);
+        const std::uint64_t data_at = pos + 30 + name_len + extra_len;  // < 2^17 past pos: no overflow
+        if (data_at > size) ZEROCLIP_THROW(errc::format, path + ": truncated zip member header");
+        std::string name(reinterpret_cast<const char*>(bytes + pos + 30), static_cast<std::size_t>(name_len));
+        const std::string what = path + ": zip member '" + name + "'";
+        // zip64: the sizes that do not fit in 32 bits live in the extra field, in this order.
         if (csize == 0xffffffffu || usize == 0xffffffffu) {
-            for (size_t e = pos + 30 + name_len; e + 4 <= data_at;) {
-                size_t id = u16(e), len = u16(e + 2);
-                if (id == 1 && len >= 16) {
-                    usize = u32(e + 4);
-                    csize = u32(e + 12);
+            bool found = false;
+            for (std::uint64_t e = pos + 30 + name_len; e + 4 <= data_at;) {
+                const std::uint64_t id = u16(e), len = u16(e + 2);
+                if (e + 4 + len > data_at) break;
+                if (id == 1) {
+                    std::uint64_t at = e + 4;
+                    const std::uint64_t end = at + len;
+                    if (usize == 0xffffffffu && at + 8 <= end) usize = u64(at), at += 8;
+                    if (csize == 0xffffffffu && at + 8 <= end) csize = u64(at), at += 8;
+                    found = true;
+                    break;
                 }
                 e += 4 + len;
             }
+            if (!found) ZEROCLIP_THROW(errc::format, what + " declares zip64 sizes but has no zip64 field");
         }
-        if ((flags & 8) || data_at + csize > zip.size())
-            ZEROCLIP_THROW(errc::format, path + ": unsupported or truncated zip member '" + name + "'");
+        if (flags & 8) ZEROCLIP_THROW(errc::format, what + " has its sizes after its data (unsupported)");
+        if (csize > size - data_at)
+            ZEROCLIP_THROW(errc::format, what + " is " + std::to_string(csize) + " bytes, past the end of the file (truncated?)");
         std::vector<unsigned char> member;
         if (method == 0) {
-            member.assign(zip.begin() + static_cast<long>(data_at), zip.begin() + static_cast<long>(data_at + csize));
+            if (usize != csize) ZEROCLIP_THROW(errc::format, what + " is stored but its two sizes differ");
+            member.assign(bytes + data_at, bytes + data_at + csize);
         } else if (method == 8) {
-            member.resize(usize);
-            z_stream zs{};
-            zs.next_in = zip.data() + data_at;
-            zs.avail_in = static_cast<uInt>(csize);
-            zs.next_out = member.data();
-            zs.avail_out = static_cast<uInt>(usize);
-            if (inflateInit2(&zs, -MAX_WBITS) != Z_OK ||
-                (inflate(&zs, Z_FINISH) != Z_STREAM_END && (inflateEnd(&zs), true)))
-                ZEROCLIP_THROW(errc::format, path + ": cannot inflate zip member '" + name + "'");
-            inflateEnd(&zs);
+            // Deflate expands at most 1032:1; a larger declared size is a lie, refused before allocating.
+            if (usize / 1032 > csize + 64)
+                ZEROCLIP_THROW(errc::format, what + " declares " + std::to_string(usize) + " bytes from " +
+                                                 std::to_string(csize) + " compressed, more than deflate can produce");
+            member = detail::inflate_member(bytes + data_at, csize, usize, what);
         } else {
-            ZEROCLIP_THROW(errc::format, path + ": zip member '" + name + "' uses unsupported compression");
+            ZEROCLIP_THROW(errc::format, what + " uses unsupported compression");
         }
         if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
         out[name] = detail::parse_npy(member.data(), member.size(), path + ":" + name);

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -16,6 +15,7 @@
 #include "../detail/half.hpp"
 #include "../detail/mmap.hpp"
 #include "../tensor.hpp"
+#include "file.hpp"
 
 namespace zeroclip {
 
@@ -83,13 +83,17 @@ public:
     /// A float32 tensor: a view into the mapping for aligned F32 data, otherwise converted once
     /// (vectorised and multi-threaded, into storage that is not zero-filled first), after which
     /// the source pages leave the resident set (detail/cpu_convert.hpp).
+    /// Every value is checked finite first: a NaN or infinity is errc::format naming the tensor.
     tensor to_float(const tensor_record& r) const {
-        if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0)
-            return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
         const size_t n = static_cast<size_t>(shape_numel(r.shape));
         if (r.type != dtype::f32 && r.type != dtype::f16 && r.type != dtype::bf16 && r.type != dtype::f64)
             ZEROCLIP_THROW(errc::format, path() + ": tensor '" + r.name + "' has dtype " + dtype_name(r.type) +
                                              ", expected a float type");
+        if (r.type != dtype::f64)
+            check_finite(r, detail::cpu::first_non_finite(r.bytes, static_cast<int64_t>(n), r.type == dtype::f32 ? 4 : 2,
+                                                          r.type == dtype::bf16));
+        if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0)
+            return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
         std::shared_ptr<float> storage = detail::cpu::alloc_floats(n);
         float* dst = storage.get();
         switch (r.type) {
@@ -105,6 +109,9 @@ public:
                 break;
             default: break;
         }
+        if (r.type == dtype::f64)  // a finite double may still overflow float
+            check_finite(r, detail::cpu::first_non_finite(reinterpret_cast<const unsigned char*>(dst),
+                                                          static_cast<int64_t>(n), 4));
         detail::cpu::release_mapped(r.bytes, r.nbytes);
         return tensor::view(r.shape, std::move(storage), dst);
     }
@@ -116,6 +123,31 @@ private:
 
     [[noreturn]] void fail(const std::string& what) const {
         ZEROCLIP_THROW(errc::format, path() + ": not a valid safetensors file: " + what);
+    }
+
+    void check_finite(const tensor_record& r, int64_t bad_index) const {
+        if (bad_index >= 0)
+            ZEROCLIP_THROW(errc::format, path() + ": tensor '" + r.name + "' holds a NaN or infinite value (at index " +
+                                             std::to_string(bad_index) + "); the checkpoint is corrupt");
+    }
+
+    /// What a file that is not safetensors is, from its first bytes ("" when not recognised), with
+    /// what to do about it: a checkpoint of another format is converted, an image is not a model.
+    static std::string recognise_other_format(const unsigned char* p, size_t n) {
+        auto starts = [&](const char* sig, size_t len) { return n >= len && std::memcmp(p, sig, len) == 0; };
+        const char* convert = "; convert it with weights_tools/convert.py";
+        if (starts("PK\x03\x04", 4))
+            return std::string("is a zip archive (a PyTorch .pt/.bin checkpoint or TorchScript model, or a .npz), "
+                               "not a safetensors file") + convert;
+        if (n >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5)
+            return std::string("is a Python pickle (a legacy PyTorch checkpoint), not a safetensors file") + convert;
+        if (starts("\x89PNG\r\n\x1a\n", 8) || starts("\xff\xd8\xff", 3) || starts("GIF8", 4) ||
+            (starts("RIFF", 4) && n >= 12 && std::memcmp(p + 8, "WEBP", 4) == 0) || starts("BM", 2))
+            return "is an image, not a model: pass a zeroclip .safetensors file or a Hugging Face CLIP folder";
+        if (starts("\x93NUMPY", 6)) return "is a NumPy .npy array, not a model";
+        if (starts("\x1f\x8b", 2)) return "is gzip-compressed; decompress it first";
+        if (starts("\x7f" "ELF", 4) || starts("#!", 2)) return "is a program, not a model";
+        return "";
     }
 
     static bool parse_dtype(const std::string& s, dtype& out) {
@@ -130,6 +162,12 @@ private:
 
     void parse() {
         const size_t file_size = file_->size();
+        // A safetensors header is JSON: byte 8 is '{'. Anything else that is recognised is named,
+        // rather than reported as a truncated or malformed safetensors file.
+        if (file_size < 9 || file_->data()[8] != '{') {
+            const std::string other = recognise_other_format(file_->data(), file_size);
+            if (!other.empty()) ZEROCLIP_THROW(errc::format, path() + ": " + other);
+        }
         if (file_size < 8) fail("file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
         uint64_t header_len = 0;
         for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file_->data()[i];
@@ -175,13 +213,16 @@ private:
             if (!parse_dtype(entry["dtype"].get<std::string>(), r.type))
                 bad("unknown dtype '" + entry["dtype"].get<std::string>() + "'");
             uint64_t count = 1;
+            const std::string too_large = path() + ": not a valid safetensors file: tensor '" + name +
+                                          "': shape is absurdly large";
             for (const auto& d : entry["shape"]) {
                 if (!d.is_number_unsigned()) bad("shape has a negative or non-integer dimension");
-                uint64_t v = d.get<uint64_t>();
-                if (v != 0 && count > std::numeric_limits<uint64_t>::max() / v / 8) bad("shape is absurdly large");
-                count *= v;
+                const uint64_t v = d.get<uint64_t>();
+                if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) bad("shape has a dimension above 2^63 - 1");
+                count = detail::checked_mul(count, v, too_large);
                 r.shape.push_back(static_cast<int64_t>(v));
             }
+            const uint64_t count_bytes = detail::checked_mul(count, dtype_size(r.type), too_large);
             const auto& offsets = entry["data_offsets"];
             if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
                 bad("data_offsets are not non-negative integers");
@@ -190,9 +231,9 @@ private:
             if (end > data_size)
                 bad("data_offsets end " + std::to_string(end) + " is past the end of the data (" +
                     std::to_string(data_size) + " bytes); the file may be truncated");
-            if (count * dtype_size(r.type) != end - begin)
+            if (count_bytes != end - begin)
                 bad("dtype " + std::string(dtype_name(r.type)) + " x shape " + shape_to_string(r.shape) +
-                    " is " + std::to_string(count * dtype_size(r.type)) + " bytes but data_offsets span " +
+                    " is " + std::to_string(count_bytes) + " bytes but data_offsets span " +
                     std::to_string(end - begin));
             r.bytes = data + begin;
             r.nbytes = static_cast<size_t>(end - begin);
@@ -219,7 +260,7 @@ struct tensor_to_write {
     dtype type = dtype::f32;
 };
 
-/// Writes a safetensors file (tensors sorted by name, header padded to 8 bytes).
+/// Writes a safetensors file (tensors sorted by name, header padded to 8 bytes), atomically.
 inline void save_safetensors(const std::string& path, const std::map<std::string, tensor_to_write>& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
     nlohmann::json header = nlohmann::json::object();
@@ -247,15 +288,14 @@ inline void save_safetensors(const std::string& path, const std::map<std::string
     }
     std::string text = header.dump();
     text.append((8 - text.size() % 8) % 8, ' ');
-    std::ofstream out(path, std::ios::binary);
-    if (!out) ZEROCLIP_THROW(errc::io, path + ": cannot open for writing");
     uint64_t len = text.size();
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(len >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len_bytes), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-    if (!out) ZEROCLIP_THROW(errc::io, path + ": write failed (disk full?)");
+    atomic_output out(path);  // whole or not at all
+    out.write(len_bytes, 8);
+    out.write(text);
+    out.write(data.data(), data.size());
+    out.commit();
 }
 
 }  // namespace zeroclip

@@ -40,6 +40,11 @@ public:
             ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +
                                             shape_to_string(scale.shape()) + ", expected []");
         logit_scale_raw_ = scale[0];
+        // OpenAI clamps exp(logit_scale) to 100 in training, not at inference: a value whose exp
+        // is not a finite float would turn every logit into inf or NaN, so it is refused.
+        if (!std::isfinite(std::exp(logit_scale_raw_)))
+            ZEROCLIP_THROW(errc::format, ws.file() + ": tensor 'logit_scale' is " + std::to_string(logit_scale_raw_) +
+                                             ", whose exp() is not a finite float (CLIP's is ln(100) = 4.605 at most)");
         if (!ckpt.bpe_merges.empty())
             tokenizer_ = std::make_shared<lazy_tokenizer>(ckpt.bpe_merges, ckpt.bpe_vocab_json, ckpt.path);
     }
@@ -80,11 +85,15 @@ public:
     /// preprocessed pixels (N, 3, image_size, image_size).
     zeroclip::tensor encode_image(const zeroclip::tensor& pixels) const {
         const int64_t s = config_.vision.image_size;
-        if (pixels.ndim() != 4 || pixels.dim(1) != 3 || pixels.dim(2) != s || pixels.dim(3) != s || pixels.dim(0) < 1)
+        if (pixels.ndim() != 4 || pixels.dim(1) != 3 || pixels.dim(2) != s || pixels.dim(3) != s || pixels.dim(0) < 1 ||
+            pixels.empty())
             ZEROCLIP_THROW(errc::shape, "encode_image: pixels have shape " + shape_to_string(pixels.shape()) +
                                             ", expected [N,3," + std::to_string(s) + "," + std::to_string(s) + "]");
+        (void)pixels.numel();  // errc::shape if N·3·S·S overflows, before any pixel is read
         const tensor x = backend_.upload(pixels);
-        return backend_.download(std::visit([&](const auto& enc) { return enc.forward(backend_, x); }, visual_));
+        return require_finite(
+            backend_.download(std::visit([&](const auto& enc) { return enc.forward(backend_, x); }, visual_)),
+            "encode_image", "image embedding");
     }
 
     /// Text embeddings (N, embed_dim), not normalised, from token ids (N, L ≤ context_length),
@@ -100,7 +109,7 @@ public:
                 ZEROCLIP_THROW(errc::invalid_argument, "encode_text: token id " + std::to_string(id) +
                                                            " is outside the vocabulary [0, " +
                                                            std::to_string(config_.text.vocab_size) + ")");
-        return backend_.download(text_.forward(backend_, tokens));
+        return require_finite(backend_.download(text_.forward(backend_, tokens)), "encode_text", "text embedding");
     }
 
     /// exp(logit_scale): the factor CLIP multiplies cosine similarities by.
@@ -119,10 +128,24 @@ public:
         tensor txt = be.l2_normalize_rows(be.upload(text_embeddings));
         tensor logits = be.linear(img, txt, tensor{});
         be.scale_(logits, logit_scale());
-        return be.download(logits);
+        return require_finite(be.download(logits), "logits_per_image", "logit");
     }
 
 private:
+    /// `t` unchanged when every value is finite; otherwise errc::invalid_argument naming the row.
+    /// A NaN must never reach a ranking or a printed result (it would come from non-finite inputs:
+    /// pixels or embeddings holding NaN/inf, or a value overflowing float).
+    zeroclip::tensor require_finite(zeroclip::tensor t, const char* where, const char* what) const {
+        const int64_t n = t.numel(), width = t.ndim() == 2 && t.dim(1) > 0 ? t.dim(1) : 1;
+        for (int64_t i = 0; i < n; ++i)
+            if (!std::isfinite(t[i]))
+                ZEROCLIP_THROW(errc::invalid_argument,
+                               std::string(where) + ": " + what + " of row " + std::to_string(i / width) +
+                                   " is not finite (NaN or infinity): the input holds NaN/infinite values or "
+                                   "values so large that float overflows (model " + source_ + ")");
+        return t;
+    }
+
     Backend backend_;
     clip_config config_;
     std::string source_;

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <array>
+#include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "../error.hpp"
@@ -52,57 +55,127 @@ struct clip_config {
 
 namespace detail {
 
-inline activation parse_activation(const std::string& name, const std::string& where) {
-    if (name == "quick_gelu") return activation::quick_gelu;
-    if (name == "gelu") return activation::gelu;
-    ZEROCLIP_THROW(errc::format, where + ": unsupported activation '" + name + "' (quick_gelu or gelu)");
+// Every config value is checked for type and range and never coerced: an integer key must hold
+// a JSON integer (not 3.9, true, "3" or 1e10) within its bounds; out of range is errc::format
+// naming the file, the key and the value.
+
+/// Upper bounds, far above every CLIP released (ViT-bigG: width 1664, 48 layers), low enough
+/// that products of them stay far from overflowing.
+constexpr int64_t max_config_layers = 1024;
+constexpr int64_t max_config_width = 65536;
+constexpr int64_t max_config_image_size = 4096;
+constexpr int64_t max_config_context = 65536;
+constexpr int64_t max_config_vocab = int64_t{1} << 24;
+
+/// True when `v` is a JSON integer (not a float, bool or string) in [lo, hi].
+inline bool in_range(const nlohmann::json& v, int64_t lo, int64_t hi) {
+    if (!v.is_number_integer()) return false;
+    if (v.is_number_unsigned())  // may exceed int64
+        return v.get<uint64_t>() <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v.get<uint64_t>()) >= lo;
+    return v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
 }
 
-template <class T>
-T json_get(const nlohmann::json& j, const char* key, T fallback, const std::string& where) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    try {
-        return j[key].get<T>();
-    } catch (const nlohmann::json::exception&) {
-        ZEROCLIP_THROW(errc::format, where + ": config key '" + key + "' has the wrong type");
+/// A config object and its name in messages ("vision", "vision_config", or "" at the top).
+struct config_object {
+    const nlohmann::json& json;
+    std::string prefix;
+    const std::string& where;
+
+    std::string key_name(const char* key) const { return prefix.empty() ? key : prefix + "." + key; }
+    bool has(const char* key) const { return json.contains(key) && !json[key].is_null(); }
+
+    [[noreturn]] void fail(const char* key, const std::string& what) const {
+        // Only a scalar is shown: dump() recurses, and a hostile value may be nested 10^5 deep.
+        const nlohmann::json* v = json.contains(key) ? &json[key] : nullptr;
+        const std::string shown = !v ? "absent" : v->is_array() ? "an array" : v->is_object() ? "an object" : v->dump();
+        ZEROCLIP_THROW(errc::format, where + ": config key '" + key_name(key) + "' " + what + ", got " +
+                                         (shown.size() > 80 ? shown.substr(0, 80) + "..." : shown));
     }
-}
 
-inline void check_positive(int value, const char* name, const std::string& where) {
-    if (value <= 0 || value > (1 << 20))
-        ZEROCLIP_THROW(errc::format, where + ": config value " + name + " = " + std::to_string(value) +
-                                         " is out of range");
-}
+    /// An integer in [lo, hi]; `fallback` when absent, or an error when `fallback` is nullopt.
+    int integer(const char* key, std::optional<int64_t> fallback, int64_t lo, int64_t hi) const {
+        const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+        if (!has(key)) {
+            if (!fallback) fail(key, "is required (an integer in " + range + ")");
+            return static_cast<int>(*fallback);
+        }
+        const nlohmann::json& v = json[key];
+        if (!in_range(v, lo, hi)) fail(key, "must be an integer in " + range);
+        return static_cast<int>(v.get<int64_t>());
+    }
 
+    /// A finite number in (0, hi].
+    double positive_number(const char* key, double fallback, double hi) const {
+        if (!has(key)) return fallback;
+        const nlohmann::json& v = json[key];
+        const double x = v.is_number() ? v.get<double>() : 0.0;
+        if (!v.is_number() || !std::isfinite(x) || !(x > 0) || x > hi)
+            fail(key, "must be a finite number in (0, " + nlohmann::json(hi).dump() + "]");
+        return x;
+    }
+
+    std::string string(const char* key, const std::string& fallback) const {
+        if (!has(key)) return fallback;
+        if (!json[key].is_string()) fail(key, "must be a string");
+        return json[key].get<std::string>();
+    }
+
+    /// Exactly three finite numbers (each > 0 when `positive`), or `fallback` when absent.
+    std::array<float, 3> triple(const char* key, const std::array<float, 3>& fallback, bool positive) const {
+        if (!has(key)) return fallback;
+        const nlohmann::json& v = json[key];
+        const char* need = positive ? "must be a list of 3 finite numbers > 0" : "must be a list of 3 finite numbers";
+        if (!v.is_array() || v.size() != 3) fail(key, need);
+        std::array<float, 3> out{};
+        for (size_t i = 0; i < 3; ++i) {
+            if (!v[i].is_number()) fail(key, need);
+            const double x = v[i].get<double>();
+            out[i] = static_cast<float>(x);
+            if (!std::isfinite(out[i]) || (positive && !(out[i] > 0))) fail(key, need);
+        }
+        return out;
+    }
+
+    /// The sub-object `key` (an empty object when absent and `required` is false).
+    config_object object(const char* key, bool required) const {
+        static const nlohmann::json empty = nlohmann::json::object();
+        if (!has(key)) {
+            if (required) fail(key, "is required (an object)");
+            return {empty, key_name(key), where};
+        }
+        if (!json[key].is_object()) fail(key, "must be an object");
+        return {json[key], key_name(key), where};
+    }
+
+    activation act(const char* key) const {
+        const std::string name = string(key, "quick_gelu");
+        if (name == "quick_gelu") return activation::quick_gelu;
+        if (name == "gelu") return activation::gelu;
+        fail(key, "is an unsupported activation (quick_gelu or gelu)");
+    }
+};
+
+/// The checks across keys (divisibility, the ResNet's constraints).
 inline void validate(const clip_config& c, const std::string& where) {
-    check_positive(c.embed_dim, "embed_dim", where);
+    auto bad = [&](const std::string& what) { ZEROCLIP_THROW(errc::format, where + ": config: " + what); };
     const auto& v = c.vision;
-    check_positive(v.width, "vision.width", where);
-    check_positive(v.heads, "vision.heads", where);
-    check_positive(v.image_size, "vision.image_size", where);
     if (v.is_resnet()) {
-        for (int n : v.resnet_layers) check_positive(n, "vision.layers[i]", where);
-        if (v.image_size % 32)
-            ZEROCLIP_THROW(errc::format, where + ": ResNet image_size must be a multiple of 32");
+        if (v.image_size % 32) bad("ResNet image_size " + std::to_string(v.image_size) + " is not a multiple of 32");
+        if (v.width % 2) bad("ResNet width " + std::to_string(v.width) + " is odd");
         if (v.resnet_embed_width() % v.heads)
-            ZEROCLIP_THROW(errc::format, where + ": ResNet width*32 must be divisible by heads");
+            bad("ResNet width*32 = " + std::to_string(v.resnet_embed_width()) + " is not divisible by heads = " +
+                std::to_string(v.heads));
     } else {
-        if (v.type != "vit") ZEROCLIP_THROW(errc::format, where + ": unknown vision type '" + v.type + "'");
-        check_positive(v.layers, "vision.layers", where);
-        check_positive(v.patch_size, "vision.patch_size", where);
-        check_positive(v.mlp_width, "vision.mlp_width", where);
+        if (v.type != "vit") bad("unknown vision type '" + v.type + "' (vit or resnet)");
         if (v.image_size % v.patch_size)
-            ZEROCLIP_THROW(errc::format, where + ": image_size must be a multiple of patch_size");
-        if (v.width % v.heads) ZEROCLIP_THROW(errc::format, where + ": vision width must be divisible by heads");
+            bad("vision image_size " + std::to_string(v.image_size) + " is not a multiple of patch_size " +
+                std::to_string(v.patch_size));
+        if (v.width % v.heads)
+            bad("vision width " + std::to_string(v.width) + " is not divisible by heads = " + std::to_string(v.heads));
     }
     const auto& t = c.text;
-    check_positive(t.width, "text.width", where);
-    check_positive(t.layers, "text.layers", where);
-    check_positive(t.heads, "text.heads", where);
-    check_positive(t.context_length, "text.context_length", where);
-    check_positive(t.vocab_size, "text.vocab_size", where);
-    check_positive(t.mlp_width, "text.mlp_width", where);
-    if (t.width % t.heads) ZEROCLIP_THROW(errc::format, where + ": text width must be divisible by heads");
+    if (t.width % t.heads)
+        bad("text width " + std::to_string(t.width) + " is not divisible by heads = " + std::to_string(t.heads));
 }
 
 }  // namespace detail
@@ -118,49 +191,54 @@ inline clip_config parse_zeroclip_config(const std::string& json_text, const std
     if (!j.is_object() || !j.contains("vision") || !j.contains("text") || !j["vision"].is_object() ||
         !j["text"].is_object())
         ZEROCLIP_THROW(errc::format, where + ": zeroclip.config needs 'vision' and 'text' objects");
-    using detail::json_get;
+    using detail::max_config_width;
+    const detail::config_object top{j, "", where};
     clip_config c;
-    c.embed_dim = json_get(j, "embed_dim", 0, where);
-    const auto act = detail::parse_activation(json_get<std::string>(j, "hidden_act", "quick_gelu", where), where);
-    const double eps = json_get(j, "layer_norm_eps", 1e-5, where);
-    const auto& v = j["vision"];
-    c.vision.type = json_get<std::string>(v, "type", "vit", where);
-    c.vision.width = json_get(v, "width", 0, where);
-    c.vision.heads = json_get(v, "heads", 0, where);
-    c.vision.image_size = json_get(v, "image_size", 0, where);
+    c.embed_dim = top.integer("embed_dim", std::nullopt, 1, max_config_width);
+    const auto act = top.act("hidden_act");
+    const double eps = top.positive_number("layer_norm_eps", 1e-5, 1.0);
+    const auto v = top.object("vision", true);
+    c.vision.type = v.string("type", "vit");
+    if (c.vision.type != "vit" && c.vision.type != "resnet") v.fail("type", "must be \"vit\" or \"resnet\"");
+    c.vision.width = v.integer("width", std::nullopt, 1, max_config_width);
+    c.vision.heads = v.integer("heads", std::nullopt, 1, max_config_width);
+    c.vision.image_size = v.integer("image_size", std::nullopt, 1, detail::max_config_image_size);
     if (c.vision.is_resnet()) {
-        auto layers = json_get<std::vector<int>>(v, "layers", {}, where);
-        if (layers.size() != 4) ZEROCLIP_THROW(errc::format, where + ": ResNet 'layers' must list 4 stages");
-        std::copy(layers.begin(), layers.end(), c.vision.resnet_layers.begin());
+        const std::string need = "must list the blocks of the 4 ResNet stages, integers in [1, " +
+                                 std::to_string(detail::max_config_layers) + "]";
+        if (!v.has("layers") || !v.json["layers"].is_array() || v.json["layers"].size() != 4) v.fail("layers", need);
+        for (size_t s = 0; s < 4; ++s) {
+            const nlohmann::json& n = v.json["layers"][s];
+            if (!detail::in_range(n, 1, detail::max_config_layers)) v.fail("layers", need);
+            c.vision.resnet_layers[s] = n.get<int>();
+        }
         c.vision.patch_size = 32;  // the ResNet's total downsampling, for grid()
     } else {
-        c.vision.layers = json_get(v, "layers", 0, where);
-        c.vision.patch_size = json_get(v, "patch_size", 0, where);
-        c.vision.mlp_width = json_get(v, "mlp_width", c.vision.width * 4, where);
+        c.vision.layers = v.integer("layers", std::nullopt, 1, detail::max_config_layers);
+        c.vision.patch_size = v.integer("patch_size", std::nullopt, 1, c.vision.image_size);
+        c.vision.mlp_width = v.integer("mlp_width", int64_t{c.vision.width} * 4, 1, 4 * max_config_width);
     }
     c.vision.act = act;
     c.vision.layer_norm_eps = eps;
-    const auto& t = j["text"];
-    c.text.width = json_get(t, "width", 0, where);
-    c.text.layers = json_get(t, "layers", 0, where);
-    c.text.heads = json_get(t, "heads", 0, where);
-    c.text.context_length = json_get(t, "context_length", 77, where);
-    c.text.vocab_size = json_get(t, "vocab_size", 49408, where);
-    c.text.mlp_width = json_get(t, "mlp_width", c.text.width * 4, where);
+    const auto t = top.object("text", true);
+    c.text.width = t.integer("width", std::nullopt, 1, max_config_width);
+    c.text.layers = t.integer("layers", std::nullopt, 1, detail::max_config_layers);
+    c.text.heads = t.integer("heads", std::nullopt, 1, max_config_width);
+    c.text.context_length = t.integer("context_length", 77, 2, detail::max_config_context);
+    c.text.vocab_size = t.integer("vocab_size", 49408, 3, detail::max_config_vocab);
+    c.text.mlp_width = t.integer("mlp_width", int64_t{c.text.width} * 4, 1, 4 * max_config_width);
     c.text.act = act;
     c.text.layer_norm_eps = eps;
-    auto mean = json_get<std::vector<float>>(j, "image_mean", {}, where);
-    auto std_ = json_get<std::vector<float>>(j, "image_std", {}, where);
-    if (mean.size() == 3) std::copy(mean.begin(), mean.end(), c.image_mean.begin());
-    if (std_.size() == 3) std::copy(std_.begin(), std_.end(), c.image_std.begin());
+    c.image_mean = top.triple("image_mean", c.image_mean, false);
+    c.image_std = top.triple("image_std", c.image_std, true);
     detail::validate(c, where);
     return c;
 }
 
 /// Parses a Hugging Face CLIPConfig (`config.json`); `preprocessor_json` (may be empty) supplies
-/// image_mean / image_std from `preprocessor_config.json`.
+/// image_mean / image_std from `preprocessor_config.json` (named `preprocessor_where` in messages).
 inline clip_config parse_hf_config(const std::string& json_text, const std::string& preprocessor_json,
-                                   const std::string& where) {
+                                   const std::string& where, const std::string& preprocessor_where = "") {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(json_text);
@@ -168,39 +246,42 @@ inline clip_config parse_hf_config(const std::string& json_text, const std::stri
         ZEROCLIP_THROW(errc::format, where + ": not valid JSON: " + e.what());
     }
     if (!j.is_object()) ZEROCLIP_THROW(errc::format, where + ": not a JSON object");
-    using detail::json_get;
-    const nlohmann::json empty = nlohmann::json::object();
-    const auto& v = j.contains("vision_config") && j["vision_config"].is_object() ? j["vision_config"] : empty;
-    const auto& t = j.contains("text_config") && j["text_config"].is_object() ? j["text_config"] : empty;
+    using detail::max_config_width;
+    using detail::max_config_layers;
+    const detail::config_object top{j, "", where};
+    const auto v = top.object("vision_config", false);
+    const auto t = top.object("text_config", false);
     clip_config c;
-    c.embed_dim = json_get(j, "projection_dim", 512, where);
+    c.embed_dim = top.integer("projection_dim", 512, 1, max_config_width);
     c.vision.type = "vit";
-    c.vision.width = json_get(v, "hidden_size", 768, where);
-    c.vision.layers = json_get(v, "num_hidden_layers", 12, where);
-    c.vision.heads = json_get(v, "num_attention_heads", 12, where);
-    c.vision.patch_size = json_get(v, "patch_size", 32, where);
-    c.vision.image_size = json_get(v, "image_size", 224, where);
-    c.vision.mlp_width = json_get(v, "intermediate_size", 3072, where);
-    c.vision.act = detail::parse_activation(json_get<std::string>(v, "hidden_act", "quick_gelu", where), where);
-    c.vision.layer_norm_eps = json_get(v, "layer_norm_eps", 1e-5, where);
-    c.text.width = json_get(t, "hidden_size", 512, where);
-    c.text.layers = json_get(t, "num_hidden_layers", 12, where);
-    c.text.heads = json_get(t, "num_attention_heads", 8, where);
-    c.text.context_length = json_get(t, "max_position_embeddings", 77, where);
-    c.text.vocab_size = json_get(t, "vocab_size", 49408, where);
-    c.text.mlp_width = json_get(t, "intermediate_size", 2048, where);
-    c.text.act = detail::parse_activation(json_get<std::string>(t, "hidden_act", "quick_gelu", where), where);
-    c.text.layer_norm_eps = json_get(t, "layer_norm_eps", 1e-5, where);
+    c.vision.width = v.integer("hidden_size", 768, 1, max_config_width);
+    c.vision.layers = v.integer("num_hidden_layers", 12, 1, max_config_layers);
+    c.vision.heads = v.integer("num_attention_heads", 12, 1, max_config_width);
+    c.vision.image_size = v.integer("image_size", 224, 1, detail::max_config_image_size);
+    c.vision.patch_size = v.integer("patch_size", 32, 1, c.vision.image_size);
+    c.vision.mlp_width = v.integer("intermediate_size", 3072, 1, 4 * max_config_width);
+    c.vision.act = v.act("hidden_act");
+    c.vision.layer_norm_eps = v.positive_number("layer_norm_eps", 1e-5, 1.0);
+    c.text.width = t.integer("hidden_size", 512, 1, max_config_width);
+    c.text.layers = t.integer("num_hidden_layers", 12, 1, max_config_layers);
+    c.text.heads = t.integer("num_attention_heads", 8, 1, max_config_width);
+    c.text.context_length = t.integer("max_position_embeddings", 77, 2, detail::max_config_context);
+    c.text.vocab_size = t.integer("vocab_size", 49408, 3, detail::max_config_vocab);
+    c.text.mlp_width = t.integer("intermediate_size", 2048, 1, 4 * max_config_width);
+    c.text.act = t.act("hidden_act");
+    c.text.layer_norm_eps = t.positive_number("layer_norm_eps", 1e-5, 1.0);
     if (!preprocessor_json.empty()) {
+        const std::string pwhere = preprocessor_where.empty() ? where + " (preprocessor_config.json)" : preprocessor_where;
+        nlohmann::json p;
         try {
-            auto p = nlohmann::json::parse(preprocessor_json);
-            auto mean = json_get<std::vector<float>>(p, "image_mean", {}, where);
-            auto std_ = json_get<std::vector<float>>(p, "image_std", {}, where);
-            if (mean.size() == 3) std::copy(mean.begin(), mean.end(), c.image_mean.begin());
-            if (std_.size() == 3) std::copy(std_.begin(), std_.end(), c.image_std.begin());
+            p = nlohmann::json::parse(preprocessor_json);
         } catch (const nlohmann::json::exception& e) {
-            ZEROCLIP_THROW(errc::format, where + ": preprocessor_config.json is not valid JSON: " + e.what());
+            ZEROCLIP_THROW(errc::format, pwhere + ": not valid JSON: " + e.what());
         }
+        if (!p.is_object()) ZEROCLIP_THROW(errc::format, pwhere + ": not a JSON object");
+        const detail::config_object pre{p, "", pwhere};
+        c.image_mean = pre.triple("image_mean", c.image_mean, false);
+        c.image_std = pre.triple("image_std", c.image_std, true);
     }
     detail::validate(c, where);
     return c;
