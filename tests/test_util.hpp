@@ -16,9 +16,29 @@
 
 namespace test_util {
 
+/// The shared fixtures folder: $ZEROCLIP_FIXTURES, else the one CMake was configured with.
 inline std::string fixtures() {
     if (const char* env = std::getenv("ZEROCLIP_FIXTURES")) return env;
     return ZEROCLIP_FIXTURES_DIR;
+}
+
+/// True in CI (CI=true or CI=1): there a missing fixture or tool fails the test instead of skipping it.
+inline bool in_ci() {
+    const char* ci = std::getenv("CI");
+    return ci && (std::string(ci) == "true" || std::string(ci) == "1");
+}
+
+/// Printed (in a doctest MESSAGE line) by a test case that skips itself: ctest marks such a case
+/// skipped (SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt) and scripts/test.sh counts the lines.
+#define ZEROCLIP_TEST_SKIP_MARK "zeroclip-test-skipped: "
+
+/// Whether the file or folder `path` exists. When it does not: in CI the test case fails here;
+/// elsewhere the skip is printed (and counted) and false is returned, for the caller to return.
+inline bool have_fixture(const std::string& path) {
+    if (::access(path.c_str(), F_OK) == 0) return true;
+    if (in_ci()) FAIL("fixture " << path << " not found (ZEROCLIP_FIXTURES or -DZEROCLIP_FIXTURES_DIR names the fixtures folder)");
+    MESSAGE(ZEROCLIP_TEST_SKIP_MARK "fixture " << path << " not found (set ZEROCLIP_FIXTURES to the fixtures folder)");
+    return false;
 }
 
 inline std::string source_dir() { return ZEROCLIP_SOURCE_DIR; }
@@ -47,24 +67,52 @@ inline std::string temp_dir(const std::string& tag) {
     return tmpl;
 }
 
-/// Largest |a - b| over all elements (shapes must match).
+/// True when every element is finite (no NaN, no infinity).
+template <class A>
+bool all_finite(const A& a) {
+    for (int64_t i = 0; i < a.numel(); ++i)
+        if (!std::isfinite(static_cast<double>(a[i]))) return false;
+    return true;
+}
+
+/// Largest |a - b| over all elements (shapes must match); +infinity as soon as either side holds a
+/// NaN or an infinity, so that a kernel writing NaN fails every `<= limit` check (std::max would
+/// drop the NaN and report 0).
 template <class A, class B>
 double max_abs_diff(const A& a, const B& b) {
     REQUIRE(a.numel() == b.numel());
     double worst = 0;
-    for (int64_t i = 0; i < a.numel(); ++i)
-        worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    for (int64_t i = 0; i < a.numel(); ++i) {
+        const double x = static_cast<double>(a[i]), y = static_cast<double>(b[i]);
+        if (!std::isfinite(x) || !std::isfinite(y)) return HUGE_VAL;
+        worst = std::max(worst, std::abs(x - y));
+    }
     return worst;
 }
 
+/// Largest |a| over all elements; +infinity when any is NaN or infinite.
 template <class A>
 double max_abs(const A& a) {
     double worst = 0;
-    for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(static_cast<double>(a[i])));
+    for (int64_t i = 0; i < a.numel(); ++i) {
+        const double x = static_cast<double>(a[i]);
+        if (!std::isfinite(x)) return HUGE_VAL;
+        worst = std::max(worst, std::abs(x));
+    }
     return worst;
 }
 
-/// 1 - cosine similarity of rows `row` of a and b (width w).
+/// max |a - ref| / max(1, max |ref|): the fixtures README's measure for raw activations and
+/// embeddings; +infinity when either side is not finite.
+template <class A, class B>
+double relative_error(const A& a, const B& ref) {
+    const double diff = max_abs_diff(a, ref);
+    if (diff == HUGE_VAL) return HUGE_VAL;
+    return diff / std::max(1.0, max_abs(ref));
+}
+
+/// 1 - cosine similarity of rows `row` of a and b (width w); +infinity when a value is not finite
+/// or a row is all zeros.
 template <class A, class B>
 double one_minus_cos(const A& a, const B& b, int64_t row, int64_t w) {
     double dot = 0, na = 0, nb = 0;
@@ -72,7 +120,8 @@ double one_minus_cos(const A& a, const B& b, int64_t row, int64_t w) {
         double x = a[row * w + i], y = b[row * w + i];
         dot += x * y, na += x * x, nb += y * y;
     }
-    return 1.0 - dot / std::sqrt(na * nb);
+    const double result = 1.0 - dot / std::sqrt(na * nb);
+    return std::isfinite(result) ? result : HUGE_VAL;
 }
 
 }  // namespace test_util

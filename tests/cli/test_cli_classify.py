@@ -12,17 +12,7 @@ import unittest
 
 import numpy as np
 
-CLI = os.environ.get("ZEROCLIP_CLI", "")
-SOURCE = os.environ.get("ZEROCLIP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-FIXTURES = os.environ.get("ZEROCLIP_FIXTURES", os.path.join(SOURCE, "../shared/fixtures"))
-IMAGES = os.path.join(FIXTURES, "images")
-
-
-def run(*args, check=True):
-    proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"zeroclip {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
+from cli_util import FIXTURES, IMAGES, SOURCE, needs_cli, run
 
 
 def reference(model):
@@ -35,7 +25,7 @@ def image_names():
     return [str(n) for n in np.load(os.path.join(IMAGES, "pixel_values_64.npz"))["names"]]
 
 
-@unittest.skipUnless(CLI and os.path.exists(CLI), "ZEROCLIP_CLI is not set to the built binary")
+@needs_cli
 class ClassifyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -1,25 +1,17 @@
 """The `zeroclip` binary end to end: info and embed against the float64 reference fixtures."""
 import json
 import os
-import subprocess
 import tempfile
 import unittest
 
 import numpy as np
 
-CLI = os.environ.get("ZEROCLIP_CLI", "")
-FIXTURES = os.environ.get("ZEROCLIP_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+from cli_util import FIXTURES, needs_cli, run
+
 TINY_VIT = os.path.join(FIXTURES, "models/tiny-vit")
 
 
-def run(*args, check=True):
-    proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"zeroclip {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
-
-
-@unittest.skipUnless(CLI and os.path.exists(CLI), "ZEROCLIP_CLI is not set to the built binary")
+@needs_cli
 class EmbedTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -50,8 +42,20 @@ class EmbedTest(unittest.TestCase):
         j = json.loads(proc.stdout)
         logits = np.array(j["logits_per_image"])
         self.assertLessEqual(np.abs(logits - self.ref["logits_per_image_f64"]).max(), 1e-4)
-        normalized = np.array(j["image_embeds"])
-        self.assertEqual(normalized.shape, self.ref["image_embeds_f64"].shape)
+        # Raw embeddings (as encode_image / encode_text) against the reference: the README's limit.
+        for key in ("image_embeds", "text_embeds"):
+            got, want = np.array(j[key]), self.ref[key + "_f64"]
+            self.assertEqual(got.shape, want.shape, key)
+            self.assertLessEqual(np.abs(got - want).max(), 2e-5 * max(1.0, np.abs(want).max()), key)
+
+    def test_embed_json_normalize(self):
+        proc = run("embed", "--model", os.path.join(TINY_VIT, "hf"), "--pixels", self.pixels,
+                   "--tokens", self.tokens, "--normalize")
+        j = json.loads(proc.stdout)
+        for key in ("image_embeds", "text_embeds"):
+            got, want = np.array(j[key]), self.ref[key + "_norm_f64"]
+            self.assertEqual(got.shape, want.shape, key)
+            self.assertLessEqual(np.abs(got - want).max(), 5e-6, key)
 
     def test_info(self):
         j = json.loads(run("info", "--model", os.path.join(TINY_VIT, "hf"), "--json").stdout)

@@ -4,12 +4,10 @@ import os
 import subprocess
 import unittest
 
-CLI = os.environ.get("ZEROCLIP_CLI", "")
-SOURCE = os.environ.get("ZEROCLIP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-FIXTURES = os.environ.get("ZEROCLIP_FIXTURES", os.path.join(SOURCE, "../shared/fixtures"))
+from cli_util import CLI, FIXTURES, needs_cli
 
 
-@unittest.skipUnless(CLI and os.path.exists(CLI), "ZEROCLIP_CLI is not set to the built binary")
+@needs_cli
 class TokenizeTest(unittest.TestCase):
     def setUp(self):
         with open(os.path.join(FIXTURES, "tokenizer/public.jsonl"), encoding="utf-8") as f:

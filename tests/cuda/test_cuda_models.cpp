@@ -1,12 +1,13 @@
 // Whole models on the GPU: the tiny fixtures (loaded with load_model<cuda_cublas>, as a user
 // would) against cpu_eigen (≤ 1e-4 relative) and against the official float64 reference (the
 // fixtures README's tolerances); random models of the real ViT-B/32 and RN50 shapes against
-// cpu_eigen; the reduced-precision modes; concurrent use. Skips without a GPU (or fixtures).
-#include <sys/stat.h>
+// cpu_eigen, and the real-size references (tests/real_size.hpp) against the official float64
+// outputs; the reduced-precision modes; concurrent use. Skips without a GPU (or, outside CI, fixtures).
 #include <sys/wait.h>
 
 #include <thread>
 
+#include "../real_size.hpp"
 #include "cuda_test_util.hpp"
 
 #ifndef ZEROCLIP_PYTHON
@@ -23,17 +24,9 @@ namespace {
 
 using gpu_model = models::clip_model<cuda_cublas>;
 
-bool have_fixture(const std::string& relative) {
-    struct stat st {};
-    return ::stat((fixtures() + "/" + relative).c_str(), &st) == 0;
-}
-
-#define CUDA_TEST_REQUIRE_FIXTURE(relative)                                                     \
-    if (!have_fixture(relative)) {                                                               \
-        MESSAGE("skipped: fixture " << fixtures() << "/" << relative                             \
-                                    << " not found (set ZEROCLIP_FIXTURES to the fixtures folder)"); \
-        return;                                                                                  \
-    }
+/// A missing fixture skips the case (counted by scripts/test.sh), and fails it in CI.
+#define CUDA_TEST_REQUIRE_FIXTURE(relative) \
+    if (!test_util::have_fixture(fixtures() + "/" + (relative))) return
 
 tensor normalized(const tensor& x) {
     tensor y = x.clone();
@@ -119,13 +112,12 @@ const std::string& tiny_rn_file() {
     return path;
 }
 
-#define CUDA_TEST_REQUIRE_TINY_RN()                                                                   \
-    CUDA_TEST_REQUIRE_FIXTURE("models/tiny-rn/openai_state_dict.pt");                                 \
-    if (tiny_rn_file().empty()) {                                                                     \
-        MESSAGE("skipped: weights_tools/convert.py could not convert tiny-rn (needs Python 3 with numpy, " \
-                "ZEROCLIP_PYTHON=" ZEROCLIP_PYTHON ")");                                              \
-        return;                                                                                       \
-    }
+/// tiny-rn needs its fixture and weights_tools/convert.py (Python 3 with numpy): a missing tool
+/// fails the case, as a missing fixture does in CI.
+#define CUDA_TEST_REQUIRE_TINY_RN()                                                                  \
+    CUDA_TEST_REQUIRE_FIXTURE("models/tiny-rn/openai_state_dict.pt");                                \
+    REQUIRE_MESSAGE(!tiny_rn_file().empty(), "weights_tools/convert.py could not convert tiny-rn (needs " \
+                                             "Python 3 with numpy, ZEROCLIP_PYTHON=" ZEROCLIP_PYTHON ")")
 
 }  // namespace
 
@@ -166,6 +158,15 @@ TEST_CASE("random models of the real ViT-B/32 and RN50 shapes: GPU matches cpu_e
     }
 }
 
+TEST_CASE("ViT-B/32, ViT-B/16 and RN50 on the GPU match the official float64 outputs (tests/data/real_size)") {
+    CUDA_TEST_REQUIRE_GPU();
+    for (const std::string name : {"vit-b32", "vit-b16", "rn50"}) {
+        CAPTURE(name);
+        const gpu_model g = load_model<cuda_cublas>(test_util::real_size_weights(name));
+        test_util::check_against_real_size_reference(g, test_util::load_real_size_reference(name));
+    }
+}
+
 TEST_CASE("a small random ResNet with several blocks per stage: GPU matches cpu_eigen within 1e-4") {
     CUDA_TEST_REQUIRE_GPU();
     const auto cfg = test_util::resnet_config(64, {2, 3, 2, 2}, 32, 96, 128, 2);
@@ -189,11 +190,8 @@ TEST_CASE("one image at a time on the GPU gives the batch's embeddings") {
 TEST_CASE("TF32, FP16 and BF16 GEMMs keep the zero-shot top-1 of tiny-vit and tiny-rn") {
     CUDA_TEST_REQUIRE_GPU();
     CUDA_TEST_REQUIRE_FIXTURE("models/tiny-vit/hf");
+    CUDA_TEST_REQUIRE_TINY_RN();
     for (const std::string model : {"tiny-vit", "tiny-rn"}) {
-        if (model == "tiny-rn" && (!have_fixture("models/tiny-rn/openai_state_dict.pt") || tiny_rn_file().empty())) {
-            MESSAGE("tiny-rn skipped (fixture or weights_tools/convert.py unavailable)");
-            continue;
-        }
         CAPTURE(model);
         const auto ref = load_reference(model);
         const checkpoint ck = load_checkpoint(model == "tiny-vit" ? fixtures() + "/models/tiny-vit/hf" : tiny_rn_file());

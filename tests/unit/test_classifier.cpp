@@ -68,27 +68,40 @@ TEST_CASE("tiny-vit: image files to probabilities match the reference") {
     tensor ref_probs = ref.at("probs_f64").to_float();
     const int64_t n = logits.dim(0), c = logits.dim(1);
     const auto names = fixture_images();
+    // Limits by format. PNGs decode identically to Pillow, so they meet the fixtures README's
+    // limits (logits 1e-4, probabilities 1e-5; 2.4e-6 and 3.9e-7 measured). stb's JPEG decoder
+    // differs from libjpeg-turbo by a few levels, which moves rocket.jpg's logits by 1.9e-3 and its
+    // probabilities by 1.6e-4 (measured): held to 0.01 and 1e-3.
+    const auto is_jpeg = [&](int64_t i) {
+        const std::string& name = names[static_cast<size_t>(i)];
+        return name.size() > 4 && name.substr(name.size() - 4) == ".jpg";
+    };
+    const auto logit_limit = [&](int64_t i) { return is_jpeg(i) ? 0.01 : 1e-4; };
+    const auto prob_limit = [&](int64_t i) { return is_jpeg(i) ? 1e-3 : 1e-5; };
     for (int64_t i = 0; i < n; ++i) {
         CHECK_MESSAGE(files.errors[static_cast<size_t>(i)].empty(), files.errors[static_cast<size_t>(i)]);
-        double worst = 0;
-        for (int64_t j = 0; j < c; ++j) worst = std::max(worst, double(std::abs(logits[i * c + j] - ref_logits[i * c + j])));
-        // PNGs decode identically to Pillow, so they meet the README's logit limit; stb's JPEG
-        // decoder differs from libjpeg-turbo by a few levels, which moves the logits slightly.
-        const bool jpeg = names[static_cast<size_t>(i)].size() > 4 && names[static_cast<size_t>(i)].substr(names[static_cast<size_t>(i)].size() - 4) == ".jpg";
-        CHECK_MESSAGE(worst <= (jpeg ? 0.05 : 1e-4), names[static_cast<size_t>(i)] << " max logit error " << worst);
+        const double worst = test_util::max_abs_diff(logits.row(i), ref_logits.row(i));
+        CHECK_MESSAGE(worst <= logit_limit(i), names[static_cast<size_t>(i)] << " max logit error " << worst);
     }
     // The classifier's probabilities (same prompts as labels with the template "{}").
     zero_shot_classifier<cpu_eigen> classifier(m, prompts, {"{}"});
     auto top = classifier.classify_embeddings(files.embeddings, static_cast<int>(c));
     for (int64_t i = 0; i < n; ++i) {
+        const std::string& name = names[static_cast<size_t>(i)];
         const auto& ranked = top[static_cast<size_t>(i)];
         REQUIRE(ranked.size() == static_cast<size_t>(c));
         int64_t best = std::max_element(ref_probs.data() + i * c, ref_probs.data() + (i + 1) * c) - (ref_probs.data() + i * c);
-        CHECK(ranked[0].index == best);
+        CHECK_MESSAGE(ranked[0].index == best, name);
+        double worst_prob = 0, worst_logit = 0;
         for (const auto& p : ranked) {
-            CHECK(std::abs(p.probability - ref_probs[i * c + p.index]) <= 1e-3);
-            CHECK(std::abs(p.cosine * m.logit_scale() - ref_logits[i * c + p.index]) <= 0.05);
+            const double prob_err = std::abs(double(p.probability) - ref_probs[i * c + p.index]);
+            const double logit_err = std::abs(double(p.cosine) * m.logit_scale() - ref_logits[i * c + p.index]);
+            // NaN-proof: a NaN error becomes infinity (std::max would drop it).
+            worst_prob = std::max(worst_prob, std::isfinite(prob_err) ? prob_err : HUGE_VAL);
+            worst_logit = std::max(worst_logit, std::isfinite(logit_err) ? logit_err : HUGE_VAL);
         }
+        CHECK_MESSAGE(worst_prob <= prob_limit(i), name << ": worst probability error " << worst_prob);
+        CHECK_MESSAGE(worst_logit <= logit_limit(i), name << ": worst logit error " << worst_logit);
     }
 }
 

@@ -16,12 +16,14 @@
 #include <nlohmann/json.hpp>
 #include <zeroclip/tokenizer.hpp>
 
+#include "../test_util.hpp"
+
 namespace {
 
 using zeroclip::tokenizer;
 using ids_t = std::vector<std::int32_t>;
 
-const std::string fixtures = ZEROCLIP_FIXTURES_DIR;
+const std::string fixtures = test_util::fixtures();
 const std::string bpe_gz = fixtures + "/tokenizer/bpe_simple_vocab_16e6.txt.gz";
 
 // Loading parses ~49k merges: share one instance across cases.

@@ -66,7 +66,8 @@ TEST_CASE("default model: zero-shot accuracy in C++ and agreement with PyTorch")
         agree += pred == it["pred"].get<int>();
         agree_colour += top_colour[i][0].index == it["colour_pred"].get<int>();
         agree_shape += top_shape[i][0].index == it["shape_pred"].get<int>();
-        worst_prob = std::max(worst_prob, std::abs(double(top_full[i][0].probability) - it["probs"][static_cast<size_t>(pred)].get<double>()));
+        const double prob_diff = std::abs(double(top_full[i][0].probability) - it["probs"][static_cast<size_t>(pred)].get<double>());
+        worst_prob = std::max(worst_prob, std::isfinite(prob_diff) ? prob_diff : HUGE_VAL);  // NaN must not vanish
     }
     const double n = static_cast<double>(items.size());
     MESSAGE("C++ top-1: seen " << 100.0 * seen_right / seen << "%, held-out " << 100.0 * held_right / held
@@ -74,11 +75,13 @@ TEST_CASE("default model: zero-shot accuracy in C++ and agreement with PyTorch")
                                << 100.0 * shape_right / n << "%; agreement with PyTorch " << 100.0 * agree / n
                                << "% (colour " << 100.0 * agree_colour / n << "%, shape " << 100.0 * agree_shape / n
                                << "%); worst top-1 probability difference " << worst_prob);
-    // The C++ pipeline computes what PyTorch computes for the same weights and pixels.
-    CHECK(agree >= 0.99 * n);
-    CHECK(agree_colour >= 0.99 * n);
-    CHECK(agree_shape >= 0.99 * n);
-    CHECK(worst_prob <= 1e-3);
+    // The C++ pipeline computes what PyTorch computes for the same weights and pixels: every
+    // prediction agrees, and the top-1 probabilities within 1e-4 (3.2e-6 measured: float32 vs
+    // float32 in another summation order).
+    CHECK(agree == static_cast<int>(items.size()));
+    CHECK(agree_colour == static_cast<int>(items.size()));
+    CHECK(agree_shape == static_cast<int>(items.size()));
+    CHECK(worst_prob <= 1e-4);
     // The model itself: issue 7 asks ≥ 90% on seen and ≥ 50% on held-out combinations.
     CHECK(seen_right >= 0.90 * seen);
     CHECK(held_right >= 0.50 * held);
