@@ -2,6 +2,18 @@
 //! preprocessing, matching OpenAI's `_transform` to the pixel: Resize(short side, BICUBIC) on the
 //! image in its original Pillow mode → CenterCrop → convert("RGB") → ToTensor → Normalize.
 //! `preprocess_crop` gives the exact 8-bit crop the model sees; `load_image_tensor` the CHW floats.
+//!
+//! Hostile files: a file is never read whole. Its first bytes decide the format (an unknown
+//! signature is refused there, a FIFO or device before any read) and its header the declared
+//! size (over `max_pixels`, 100 million by default, refused before any pixel memory exists).
+//! Memory bound, per decoding thread, with R = width x height x 3 bytes (the 8-bit RGB size):
+//! PNG and PNM at most 1.4 R (the image in its Pillow mode, at most 4 bytes a pixel, plus rows:
+//! 16-bit samples never exist as a whole image); JPEG, GIF, BMP and TGA (stb_image) at most 4 R
+//! (progressive 4:4:4 JPEG and GIF; baseline JPEG 2 R). Preprocessing adds the rows the resize
+//! window needs (rows x size x 4 bytes), never a second full image. Measured at the pixel limit
+//! (10000 x 10000 16-bit RGBA PNG, R = 286 MiB): 395 MiB peak, against 1.5 GiB before. N
+//! decoding threads (file_batch_options::threads, the CLI's --threads; default all cores) need up
+//! to N times the bound.
 #pragma once
 
 #include <array>
