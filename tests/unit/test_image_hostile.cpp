@@ -337,6 +337,22 @@ TEST_CASE("image hostile: PNG corruption is refused as Pillow refuses it, naming
     CHECK(msg.find("cut.png") != std::string::npos);
 }
 
+TEST_CASE("image hostile: palette indices past PLTE read Pillow's grey ramp (stb read uninitialised memory)") {
+    bytes_t png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    add_chunk(png, "IHDR", ihdr(4, 1, 8, 3, 0));
+    add_chunk(png, "PLTE", {10, 20, 30, 40, 50, 60});
+    const bytes_t raw = {0, 0, 1, 200, 255};
+    uLongf zlen = compressBound(static_cast<uLong>(raw.size()));
+    bytes_t z(zlen);
+    REQUIRE(compress2(z.data(), &zlen, raw.data(), static_cast<uLong>(raw.size()), 9) == Z_OK);
+    z.resize(zlen);
+    add_chunk(png, "IDAT", z);
+    add_chunk(png, "IEND", {});
+    const auto im = zeroclip::decode_image_memory(png.data(), png.size(), "short_palette.png");
+    CHECK(im.mode == zeroclip::pixel_mode::p);
+    CHECK(im.pixels == bytes_t{10, 20, 30, 40, 50, 60, 200, 200, 200, 255, 255, 255});  // Pillow 9.4's convert("RGB")
+}
+
 TEST_CASE("image hostile: a PNG wider than 262144 pixels decodes; other formats say why they cannot") {
     std::mt19937 rng(6);
     const bytes_t png = random_png(rng, 300000, 1, 8, 0, 0, 6);
