@@ -8,6 +8,7 @@
 #include <zeroclip/zeroclip.hpp>
 
 #include "common.hpp"
+#include "decode_flag.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -65,6 +66,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     zeroclip::file_batch_options options;
     options.batch = a.get_int("--batch", 16, 1, 4096);
     options.threads = a.get_int("--threads", 0, 0, 1024);
+    options.decode = zeroclip_cli::decode_mode_from(a);
     const auto labels = zeroclip_cli::labels_from(a);
     const auto templates = zeroclip_cli::templates_from(a);
     if (a.positionals().empty()) throw usage_error("give at least one image file or folder");
@@ -127,7 +129,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
 int run_classify(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv,
                          {"--model", "--labels", "--labels-file", "--template", "--templates", "--templates-file",
-                          "--top-k", "--format", "--threads", "--batch", "--device"},
+                          "--top-k", "--format", "--threads", "--batch", "--device", "--decode"},
                          {"--recursive"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
@@ -142,7 +144,7 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "usage: zeroclip classify --model M (--labels \"cat,dog,...\" | --labels-file F)\n"
                       "                         [--template T | --templates imagenet80 | --templates-file F]\n"
                       "                         [--top-k K] [--format table|json|jsonl|csv] [--recursive]\n"
-                      "                         [--threads N] [--batch N] [--device cpu|cuda] PATH...\n\n"
+                      "                         [--threads N] [--batch N] [--device cpu|cuda] [--decode exact|draft] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
                       "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders)\n"
                       "  --labels         comma-separated class names; --labels-file: one per line\n"
@@ -153,7 +155,8 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                   \"cosine\"}]} per line; {\"path\":..., \"error\":...} for a failed image), csv\n"
                       "  --threads N      decoding and compute threads (default: all cores)\n"
                       "  --batch N        images per encoder call (default 16)\n"
-                      "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n\n"
+                      "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n" +
+                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
                       "Exit code: 0 all images classified, 1 some image failed (the rest are still printed), 2 usage.\n\n"
                       "examples:\n"
                       "  zeroclip classify --model examples/models/zeroclip-toy-vit.safetensors \\\n"

@@ -167,12 +167,12 @@ inline image_ref ref_of(const decoded_image& im, const char* what) {
     return {im.width, im.height, im.mode, im.pixels.data(), im.values.data()};
 }
 
-/// The bicubic window of an 8-bit image whose rows come from `row(y)` (a pointer to `w * C`
-/// samples, valid until the next call): rows are read one at a time, so a transformed source
-/// (premultiplied alpha, converted to RGB) never exists as a whole second image.
-template <int C, class RowFn>
-inline void bicubic_window_rows(RowFn&& row, int w, int h, int out_w, int out_h, int x0, int y0, int cw,
-                                int ch, std::uint8_t* dst) {
+/// The bicubic window of an 8-bit image. Source rows are read from `src` (`w * C` bytes apart)
+/// or, when `src` is null, made by `make_row(y, out)` a block of rows at a time: a transformed
+/// source (premultiplied alpha, converted to RGB) never exists as a whole second image.
+template <int C, class MakeRow>
+inline void bicubic_window_rows(const std::uint8_t* src, MakeRow&& make_row, int w, int h, int out_w, int out_h,
+                                int x0, int y0, int cw, int ch, std::uint8_t* dst) {
     const bool need_h = out_w != w, need_v = out_h != h;
     resample_axis ax_v;
     int r0 = y0, r1 = y0 + ch;  // source rows the window needs
@@ -181,16 +181,26 @@ inline void bicubic_window_rows(RowFn&& row, int w, int h, int out_w, int out_h,
         r0 = ax_v.min_of(y0);
         r1 = ax_v.end_of(y0 + ch - 1);
     }
-    const std::size_t mid_row = static_cast<std::size_t>(cw) * C;
+    const std::size_t in_row = static_cast<std::size_t>(w) * C, mid_row = static_cast<std::size_t>(cw) * C;
     // Rows [r0, r1) after the horizontal pass (or the window's columns when there is none).
     std::vector<std::uint8_t> mid(static_cast<std::size_t>(r1 - r0) * mid_row);
     resample_axis ax_h;
     if (need_h) ax_h = pil_bicubic_axis(w, out_w, x0, cw);
-    for (int y = r0; y < r1; ++y) {
-        const std::uint8_t* in = row(y);
+    const int block = src ? r1 - r0 : static_cast<int>(std::max<std::size_t>(1, (std::size_t{1} << 18) / in_row));
+    std::vector<std::uint8_t> made(src ? 0 : static_cast<std::size_t>(std::min(block, r1 - r0)) * in_row);
+    for (int y = r0; y < r1; y += block) {
+        const int n = std::min(block, r1 - y);
+        const std::uint8_t* in = src ? src + static_cast<std::size_t>(y) * in_row : made.data();
+        if (!src)
+            for (int k = 0; k < n; ++k) make_row(y + k, made.data() + static_cast<std::size_t>(k) * in_row);
         std::uint8_t* out = mid.data() + static_cast<std::size_t>(y - r0) * mid_row;
-        if (need_h) pil_horizontal_u8<C>(in, static_cast<std::ptrdiff_t>(w) * C, 1, ax_h, x0, cw, out);
-        else std::memcpy(out, in + static_cast<std::ptrdiff_t>(x0) * C, mid_row);
+        if (need_h) {
+            pil_horizontal_u8<C>(in, static_cast<std::ptrdiff_t>(in_row), n, ax_h, x0, cw, out);
+        } else {
+            for (int k = 0; k < n; ++k)
+                std::memcpy(out + static_cast<std::size_t>(k) * mid_row,
+                            in + static_cast<std::size_t>(k) * in_row + static_cast<std::size_t>(x0) * C, mid_row);
+        }
     }
     if (need_v) pil_vertical_u8<C>(mid.data(), static_cast<std::ptrdiff_t>(mid_row), r0, cw, ax_v, y0, ch, dst);
     else std::memcpy(dst, mid.data(), mid.size());
@@ -199,8 +209,7 @@ inline void bicubic_window_rows(RowFn&& row, int w, int h, int out_w, int out_h,
 template <int C>
 inline void bicubic_window_u8(const std::uint8_t* src, int w, int h, int out_w, int out_h, int x0,
                               int y0, int cw, int ch, std::uint8_t* dst) {
-    const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(w) * C;
-    bicubic_window_rows<C>([&](int y) { return src + y * stride; }, w, h, out_w, out_h, x0, y0, cw, ch, dst);
+    bicubic_window_rows<C>(src, [](int, std::uint8_t*) {}, w, h, out_w, out_h, x0, y0, cw, ch, dst);
 }
 
 inline void bicubic_window_i32(const std::int32_t* src, int w, int h, int out_w, int out_h, int x0,
@@ -242,12 +251,11 @@ inline void bicubic_window_any(const std::uint8_t* src, int w, int h, int out_w,
     // Image.resize converts RGBA/LA to RGBa/La, resizes, converts back: same 8-bit roundings,
     // premultiplied here one source row at a time.
     const std::size_t row_len = static_cast<std::size_t>(w) * C;
-    std::vector<std::uint8_t> pre(row_len);
     bicubic_window_rows<C>(
-        [&](int y) {
-            std::memcpy(pre.data(), src + static_cast<std::size_t>(y) * row_len, row_len);
-            pil_premultiply<C>(pre.data(), static_cast<std::size_t>(w));
-            return static_cast<const std::uint8_t*>(pre.data());
+        nullptr,
+        [&](int y, std::uint8_t* out) {
+            std::memcpy(out, src + static_cast<std::size_t>(y) * row_len, row_len);
+            pil_premultiply<C>(out, static_cast<std::size_t>(w));
         },
         w, h, out_w, out_h, x0, y0, cw, ch, dst);
     pil_unpremultiply<C>(dst, static_cast<std::size_t>(cw) * static_cast<std::size_t>(ch));
@@ -604,12 +612,8 @@ inline rgb_image preprocess_crop(const decoded_image& im, const preprocess_optio
     }
     // convert("RGB") first, one source row at a time (no whole RGB copy), then the RGB resize.
     rgb_image out{g.size, g.size, std::vector<std::uint8_t>(static_cast<std::size_t>(g.size) * static_cast<std::size_t>(g.size) * 3)};
-    std::vector<std::uint8_t> line(static_cast<std::size_t>(im.width) * 3);
     detail::bicubic_window_rows<3>(
-        [&](int y) {
-            detail::rgb_row(ref, y, line.data());
-            return static_cast<const std::uint8_t*>(line.data());
-        },
+        nullptr, [&](int y, std::uint8_t* row) { detail::rgb_row(ref, y, row); },
         im.width, im.height, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size, out.pixels.data());
     return out;
 }
