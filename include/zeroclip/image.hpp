@@ -8,8 +8,9 @@
 //! size (over `max_pixels`, 100 million by default, refused before any pixel memory exists).
 //! Memory bound, per decoding thread, with R = width x height x 3 bytes (the 8-bit RGB size):
 //! PNG and PNM at most 1.4 R (the image in its Pillow mode, at most 4 bytes a pixel, plus rows:
-//! 16-bit samples never exist as a whole image); JPEG, GIF, BMP and TGA (stb_image) at most 4 R
-//! (progressive 4:4:4 JPEG and GIF; baseline JPEG 2 R). Preprocessing adds the rows the resize
+//! 16-bit samples never exist as a whole image); JPEG with libjpeg-turbo 1.1 R baseline, 3 R
+//! progressive 4:4:4 (its coefficient buffer); GIF, BMP, TGA and JPEG through stb_image at most
+//! 4 R (baseline JPEG 2 R). Preprocessing adds the rows the resize
 //! window needs (rows x size x 4 bytes), never a second full image. Measured at the pixel limit
 //! (10000 x 10000 16-bit RGBA PNG, R = 286 MiB): 395 MiB peak, against 1.5 GiB before. N
 //! decoding threads (file_batch_options::threads, the CLI's --threads; default all cores) need up

@@ -17,9 +17,9 @@ namespace zeroclip {
 struct file_batch_options {
     int batch = 16;    ///< images per encoder call
     int threads = 0;   ///< decoding threads; 0 = the machine's hardware threads (memory: see image.hpp)
-    decode_mode decode = decode_mode::exact;  ///< JPEG decoding: exact, or draft (DCT-scaled, faster)
     /// Called after each batch with (files done, files total), e.g. for a progress bar.
     std::function<void(size_t, size_t)> progress;
+    decode_mode decode = decode_mode::exact;  ///< JPEG decoding: exact, or draft (DCT-scaled, faster)
 };
 
 /// Embeddings of image files, one row per file; `errors[i]` is empty when file i succeeded,
