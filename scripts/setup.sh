@@ -4,7 +4,7 @@
 # Idempotent: when all are present it only checks (well under a second) and changes nothing.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev zlib1g-dev python3 python3-numpy "$@")
+packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev python3 python3-numpy "$@")
 # Training the default model and the speed comparisons also need PyTorch (large): opt in.
 if [[ "${ZEROCLIP_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi
 

@@ -12,6 +12,7 @@
 #include "common.hpp"
 #include "outputs.hpp"
 #include "report_html.hpp"
+#include "decode_flag.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -75,6 +76,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     zeroclip::file_batch_options options;
     options.batch = a.get_int("--batch", 16, 1, 4096);
     options.threads = a.get_int("--threads", 0, 0, 1024);
+    options.decode = zeroclip_cli::decode_mode_from(a);
     const auto labels = zeroclip_cli::labels_from(a);
     const auto templates = zeroclip_cli::templates_from(a);
     if (a.positionals().empty()) throw usage_error("give at least one image file or folder");
@@ -209,7 +211,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
 int run_classify(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv,
                          {"--model", "--labels", "--labels-file", "--template", "--templates", "--templates-file",
-                          "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit"},
+                          "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit", "--decode"},
                          {"--recursive"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
@@ -225,7 +227,7 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                         [--template T | --templates imagenet80 | --templates-file F]\n"
                       "                         [--top-k K] [--format table|json|jsonl|csv|html] [--output FILE]\n"
                       "                         [--html-limit N] [--recursive]\n"
-                      "                         [--threads N] [--batch N] [--device cpu|cuda] PATH...\n\n"
+                      "                         [--threads N] [--batch N] [--device cpu|cuda] [--decode exact|draft] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
                       "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders, not\n"
                       "                   into links to folders). A folder that cannot be read is a failed row.\n"
@@ -245,7 +247,8 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                   and csv, control characters and bad bytes are escaped (\\\\ \\n \\r \\t \\xHH)\n"
                       "  --threads N      decoding and compute threads (default: all cores)\n"
                       "  --batch N        images per encoder call (default 16)\n"
-                      "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n\n"
+                      "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n" +
+                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
                       "Exit code: 0 all images classified, 1 some image failed (the rest are still printed), 2 usage.\n\n"
                       "examples:\n"
                       "  zeroclip classify --model examples/models/zeroclip-toy-vit.safetensors \\\n"

@@ -8,6 +8,7 @@
 
 #include "common.hpp"
 #include "outputs.hpp"
+#include "decode_flag.hpp"
 
 namespace {
 
@@ -78,6 +79,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         zeroclip_cli::progress_bar bar("images");
         zeroclip::file_batch_options options;
         options.batch = a.get_int("--batch", 16, 1, 4096);
+        options.decode = zeroclip_cli::decode_mode_from(a);
         options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
         auto r = zeroclip::embed_image_files(m, files, options);
         unit = m.backend().l2_normalize_rows(r.embeddings);
@@ -127,7 +129,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
 
 int run_embed(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv, {"--model", "--pixels", "--tokens", "--out", "--text-out", "--text", "--texts-file",
-                                "--names", "--batch"},
+                                "--names", "--batch", "--decode"},
                          {"--normalize", "--recursive"});
     const std::string model_path = a.required("--model");
     const auto pixels_path = a.get("--pixels");
@@ -187,7 +189,7 @@ int run_embed(const std::vector<std::string>& argv) {
 
 ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "usage: zeroclip embed --model PATH [IMAGES/FOLDERS...] [--text T]... [--texts-file F]\n"
-                      "                      --out E.npy [--names N.txt] [--recursive] [--batch N]\n"
+                      "                      --out E.npy [--names N.txt] [--recursive] [--batch N] [--decode exact|draft]\n"
                       "       zeroclip embed --model PATH [--pixels X.npy] [--tokens T.npy]\n"
                       "                      [--out E.npy] [--text-out T.npy] [--normalize]\n\n"
                       "First form: image files (folders: their image files, sorted) and texts become\n"
@@ -196,7 +198,8 @@ ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "so that any name stays on one line (\\\\ \\n \\r \\t, and \\xHH for other control bytes\n"
                       "and bytes that are not UTF-8). For numpy / FAISS. A failed image is reported and gets\n"
                       "no row (exit code 1). E.npy and its names file are written whole or not at all; an\n"
-                      "output that is an input (the model, an image) or a folder is refused before any work.\n\n"
+                      "output that is an input (the model, an image) or a folder is refused before any work.\n" +
+                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
                       "Second form, for comparisons with Python:\n"
                       "  --pixels X.npy   preprocessed images, float32 [N,3,S,S] (S = the model's input size)\n"
                       "  --tokens T.npy   token ids, int32 or int64 [N,L], L <= context length (77)\n"

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "decode_flag.hpp"
 #include "outputs.hpp"
 #include <zeroclip/image.hpp>
 #include <zeroclip/io/npy.hpp>
@@ -17,7 +18,7 @@
 namespace {
 
 int run_preprocess(const std::vector<std::string>& argv) {
-    zeroclip_cli::args a(argv, {"--size", "--out", "--npy", "--max-pixels"}, {"--hf-order", "--floor-crop", "--quiet"});
+    zeroclip_cli::args a(argv, {"--size", "--out", "--npy", "--max-pixels", "--decode"}, {"--hf-order", "--floor-crop", "--quiet"});
     if (a.positionals().size() != 1)
         throw zeroclip_cli::usage_error("expected exactly one IMAGE argument, got " +
                                         std::to_string(a.positionals().size()));
@@ -33,6 +34,7 @@ int run_preprocess(const std::vector<std::string>& argv) {
         a.get_int("--max-pixels", static_cast<int>(zeroclip::default_max_image_pixels), 1,
                   std::numeric_limits<int>::max()));
 
+    options.decode = zeroclip_cli::decode_mode_from(a);
     const std::string& path = a.positionals()[0];
     zeroclip_cli::file_plan plan;
     plan.input(path, "IMAGE");
@@ -42,7 +44,7 @@ int run_preprocess(const std::vector<std::string>& argv) {
     struct stat st {};  // a FIFO would block the decoder: only a regular file is read
     if (::stat(path.c_str(), &st) != 0) throw zeroclip_cli::usage_error(path + ": " + zeroclip_cli::stat_failure(errno));
     if (!S_ISREG(st.st_mode)) throw zeroclip_cli::usage_error(path + ": not a regular file (a FIFO, device or socket); give an image file");
-    const zeroclip::decoded_image image = zeroclip::decode_image_file(path, options.max_pixels);
+    const zeroclip::decoded_image image = zeroclip::decode_image_file(path, options);
     const zeroclip::crop_geometry g = zeroclip::compute_crop_geometry(image.width, image.height, options);
     const zeroclip::rgb_image crop = zeroclip::preprocess_crop(image, options);
 
@@ -78,7 +80,7 @@ int run_preprocess(const std::vector<std::string>& argv) {
 
 ZEROCLIP_CLI_COMMAND({"preprocess", "write the exact 8-bit crop the model sees (PNG / .npy)",
                       "usage: zeroclip preprocess IMAGE [--size N] [--out CROP.png] [--npy CROP.npy]\n"
-                      "                           [--hf-order] [--floor-crop] [--max-pixels N] [--quiet]\n\n"
+                      "                           [--hf-order] [--floor-crop] [--max-pixels N] [--decode exact|draft] [--quiet]\n\n"
                       "Decodes IMAGE (JPEG, PNG, BMP, GIF, TGA, PNM) and applies CLIP's preprocessing up to\n"
                       "the uint8 crop, exactly as OpenAI's Pillow pipeline: Resize(short side -> N, BICUBIC)\n"
                       "in the image's own mode (NEAREST for palettes, premultiplied alpha for RGBA), then\n"
@@ -90,7 +92,8 @@ ZEROCLIP_CLI_COMMAND({"preprocess", "write the exact 8-bit crop the model sees (
                       "  --hf-order        Hugging Face order: convert('RGB') before resizing\n"
                       "  --floor-crop      crop offset rounded down (Hugging Face) instead of half-to-even\n"
                       "  --max-pixels N    refuse images declaring more pixels (default 100000000)\n"
-                      "  --quiet           do not print the geometry line\n\n"
+                      "  --quiet           do not print the geometry line\n" +
+                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
                       "example:\n"
                       "  zeroclip preprocess cat.jpg --size 224 --out crop.png --npy crop.npy\n",
                       run_preprocess});

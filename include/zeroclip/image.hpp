@@ -2,6 +2,19 @@
 //! preprocessing, matching OpenAI's `_transform` to the pixel: Resize(short side, BICUBIC) on the
 //! image in its original Pillow mode → CenterCrop → convert("RGB") → ToTensor → Normalize.
 //! `preprocess_crop` gives the exact 8-bit crop the model sees; `load_image_tensor` the CHW floats.
+//!
+//! Hostile files: a file is never read whole. Its first bytes decide the format (an unknown
+//! signature is refused there, a FIFO or device before any read) and its header the declared
+//! size (over `max_pixels`, 100 million by default, refused before any pixel memory exists).
+//! Memory bound, per decoding thread, with R = width x height x 3 bytes (the 8-bit RGB size):
+//! PNG and PNM at most 1.4 R (the image in its Pillow mode, at most 4 bytes a pixel, plus rows:
+//! 16-bit samples never exist as a whole image); JPEG with libjpeg-turbo 1.1 R baseline, 3 R
+//! progressive 4:4:4 (its coefficient buffer); GIF, BMP, TGA and JPEG through stb_image at most
+//! 4 R (baseline JPEG 2 R). Preprocessing adds the rows the resize
+//! window needs (rows x size x 4 bytes), never a second full image. Measured at the pixel limit
+//! (10000 x 10000 16-bit RGBA PNG, R = 286 MiB): 395 MiB peak, against 1.5 GiB before. N
+//! decoding threads (file_batch_options::threads, the CLI's --threads; default all cores) need up
+//! to N times the bound.
 #pragma once
 
 #include <algorithm>
@@ -21,9 +34,14 @@
 #include <vector>
 
 #include "detail/image_formats.hpp"
+#include "detail/image_source.hpp"
+#include "detail/jpeg_turbo.hpp"
 #include "detail/pil_resample.hpp"
+#include "detail/png_decoder.hpp"
+#include "detail/pnm_decoder.hpp"
 #include "detail/stb_image_impl.hpp"
 #include "error.hpp"
+#include "io/file.hpp"
 #include "tensor.hpp"
 
 namespace zeroclip {
@@ -90,6 +108,16 @@ struct rgb_image {
 /// Images declaring more pixels than this are refused before anything is allocated.
 constexpr std::size_t default_max_image_pixels = 100'000'000;
 
+/// How JPEGs are decoded for preprocessing.
+enum class decode_mode {
+    exact,  ///< full size, then the resize: Pillow's pixels (bit-identical with libjpeg-turbo)
+    /// JPEG decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at least
+    /// `size`, as Pillow's draft("RGB", (size, size)), then the same resize: several times faster
+    /// on photos, crops within a few levels. Needs libjpeg-turbo (ZEROCLIP_WITH_LIBJPEG); with
+    /// stb_image, and for other formats, the same as exact.
+    draft,
+};
+
 /// How an image becomes model input. The defaults are OpenAI CLIP's.
 struct preprocess_options {
     int size = 224;  ///< the model's input resolution: resize the short side to it, crop a square
@@ -101,6 +129,7 @@ struct preprocess_options {
     /// Centre-crop offset floor((excess) / 2) as Hugging Face; default round-half-even as torchvision.
     bool floor_crop = false;
     std::size_t max_pixels = default_max_image_pixels;  ///< decompression-bomb limit
+    decode_mode decode = decode_mode::exact;            ///< JPEG decoding: exact or draft
 };
 
 /// Where the crop comes from: the resized size and the crop's top-left corner in it.
@@ -140,38 +169,12 @@ inline image_ref ref_of(const decoded_image& im, const char* what) {
     return {im.width, im.height, im.mode, im.pixels.data(), im.values.data()};
 }
 
-/// Pillow's convert("RGB"): grey replicated, alpha dropped without compositing, "I" clipped.
-inline rgb_image to_rgb(const image_ref& im) {
-    rgb_image out;
-    out.width = im.width;
-    out.height = im.height;
-    const std::size_t n = static_cast<std::size_t>(im.width) * static_cast<std::size_t>(im.height);
-    out.pixels.resize(n * 3);
-    std::uint8_t* dst = out.pixels.data();
-    const int c = pixel_mode_channels(im.mode);
-    if (im.mode == pixel_mode::i) {
-        for (std::size_t k = 0; k < n; ++k) {
-            const std::int32_t v = im.values[k];
-            dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] =
-                static_cast<std::uint8_t>(v <= 0 ? 0 : v >= 255 ? 255 : v);
-        }
-    } else if (c >= 3) {  // RGB, P (already colours), RGBA
-        if (c == 3) {
-            std::memcpy(dst, im.pixels, n * 3);
-        } else {
-            for (std::size_t k = 0; k < n; ++k) std::memcpy(dst + 3 * k, im.pixels + 4 * k, 3);
-        }
-    } else {  // L, 1, LA: the grey sample replicated
-        for (std::size_t k = 0; k < n; ++k)
-            dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] = im.pixels[static_cast<std::size_t>(c) * k];
-    }
-    return out;
-}
-
-template <int C>
-inline void bicubic_window_u8(const std::uint8_t* src, int w, int h, int out_w, int out_h, int x0,
-                              int y0, int cw, int ch, std::uint8_t* dst) {
-    const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(w) * C;
+/// The bicubic window of an 8-bit image. Source rows are read from `src` (`w * C` bytes apart)
+/// or, when `src` is null, made by `make_row(y, out)` a block of rows at a time: a transformed
+/// source (premultiplied alpha, converted to RGB) never exists as a whole second image.
+template <int C, class MakeRow>
+inline void bicubic_window_rows(const std::uint8_t* src, MakeRow&& make_row, int w, int h, int out_w, int out_h,
+                                int x0, int y0, int cw, int ch, std::uint8_t* dst) {
     const bool need_h = out_w != w, need_v = out_h != h;
     resample_axis ax_v;
     int r0 = y0, r1 = y0 + ch;  // source rows the window needs
@@ -180,23 +183,35 @@ inline void bicubic_window_u8(const std::uint8_t* src, int w, int h, int out_w, 
         r0 = ax_v.min_of(y0);
         r1 = ax_v.end_of(y0 + ch - 1);
     }
-    std::vector<std::uint8_t> temp;
-    const std::uint8_t* mid = src + r0 * stride + static_cast<std::ptrdiff_t>(x0) * C;
-    std::ptrdiff_t mid_stride = stride;
-    if (need_h) {
-        const resample_axis ax_h = pil_bicubic_axis(w, out_w, x0, cw);
-        temp.resize(static_cast<std::size_t>(r1 - r0) * static_cast<std::size_t>(cw) * C);
-        pil_horizontal_u8<C>(src + r0 * stride, stride, r1 - r0, ax_h, x0, cw, temp.data());
-        mid = temp.data();
-        mid_stride = static_cast<std::ptrdiff_t>(cw) * C;
+    const std::size_t in_row = static_cast<std::size_t>(w) * C, mid_row = static_cast<std::size_t>(cw) * C;
+    // Rows [r0, r1) after the horizontal pass (or the window's columns when there is none).
+    std::vector<std::uint8_t> mid(static_cast<std::size_t>(r1 - r0) * mid_row);
+    resample_axis ax_h;
+    if (need_h) ax_h = pil_bicubic_axis(w, out_w, x0, cw);
+    const int block = src ? r1 - r0 : static_cast<int>(std::max<std::size_t>(1, (std::size_t{1} << 18) / in_row));
+    std::vector<std::uint8_t> made(src ? 0 : static_cast<std::size_t>(std::min(block, r1 - r0)) * in_row);
+    for (int y = r0; y < r1; y += block) {
+        const int n = std::min(block, r1 - y);
+        const std::uint8_t* in = src ? src + static_cast<std::size_t>(y) * in_row : made.data();
+        if (!src)
+            for (int k = 0; k < n; ++k) make_row(y + k, made.data() + static_cast<std::size_t>(k) * in_row);
+        std::uint8_t* out = mid.data() + static_cast<std::size_t>(y - r0) * mid_row;
+        if (need_h) {
+            pil_horizontal_u8<C>(in, static_cast<std::ptrdiff_t>(in_row), n, ax_h, x0, cw, out);
+        } else {
+            for (int k = 0; k < n; ++k)
+                std::memcpy(out + static_cast<std::size_t>(k) * mid_row,
+                            in + static_cast<std::size_t>(k) * in_row + static_cast<std::size_t>(x0) * C, mid_row);
+        }
     }
-    if (need_v) {
-        pil_vertical_u8<C>(mid, mid_stride, r0, cw, ax_v, y0, ch, dst);
-    } else {
-        for (int y = 0; y < ch; ++y)
-            std::memcpy(dst + static_cast<std::ptrdiff_t>(y) * cw * C, mid + y * mid_stride,
-                        static_cast<std::size_t>(cw) * C);
-    }
+    if (need_v) pil_vertical_u8<C>(mid.data(), static_cast<std::ptrdiff_t>(mid_row), r0, cw, ax_v, y0, ch, dst);
+    else std::memcpy(dst, mid.data(), mid.size());
+}
+
+template <int C>
+inline void bicubic_window_u8(const std::uint8_t* src, int w, int h, int out_w, int out_h, int x0,
+                              int y0, int cw, int ch, std::uint8_t* dst) {
+    bicubic_window_rows<C>(src, [](int, std::uint8_t*) {}, w, h, out_w, out_h, x0, y0, cw, ch, dst);
 }
 
 inline void bicubic_window_i32(const std::int32_t* src, int w, int h, int out_w, int out_h, int x0,
@@ -235,11 +250,35 @@ inline void bicubic_window_any(const std::uint8_t* src, int w, int h, int out_w,
         bicubic_window_u8<C>(src, w, h, out_w, out_h, x0, y0, cw, ch, dst);
         return;
     }
-    // Image.resize converts RGBA/LA to RGBa/La, resizes, converts back: same 8-bit roundings.
-    std::vector<std::uint8_t> pre(src, src + static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * C);
-    pil_premultiply<C>(pre.data(), static_cast<std::size_t>(w) * static_cast<std::size_t>(h));
-    bicubic_window_u8<C>(pre.data(), w, h, out_w, out_h, x0, y0, cw, ch, dst);
+    // Image.resize converts RGBA/LA to RGBa/La, resizes, converts back: same 8-bit roundings,
+    // premultiplied here one source row at a time.
+    const std::size_t row_len = static_cast<std::size_t>(w) * C;
+    bicubic_window_rows<C>(
+        nullptr,
+        [&](int y, std::uint8_t* out) {
+            std::memcpy(out, src + static_cast<std::size_t>(y) * row_len, row_len);
+            pil_premultiply<C>(out, static_cast<std::size_t>(w));
+        },
+        w, h, out_w, out_h, x0, y0, cw, ch, dst);
     pil_unpremultiply<C>(dst, static_cast<std::size_t>(cw) * static_cast<std::size_t>(ch));
+}
+
+/// Row y of Pillow's convert("RGB") of `im` into `out` (width * 3 bytes).
+inline void rgb_row(const image_ref& im, int y, std::uint8_t* out) {
+    const std::size_t w = static_cast<std::size_t>(im.width), base = static_cast<std::size_t>(y) * w;
+    const std::size_t c = static_cast<std::size_t>(pixel_mode_channels(im.mode));
+    if (im.mode == pixel_mode::i) {
+        for (std::size_t k = 0; k < w; ++k) {
+            const std::int32_t v = im.values[base + k];
+            out[3 * k] = out[3 * k + 1] = out[3 * k + 2] = static_cast<std::uint8_t>(v <= 0 ? 0 : v >= 255 ? 255 : v);
+        }
+    } else if (c == 3) {
+        std::memcpy(out, im.pixels + base * 3, w * 3);
+    } else if (c == 4) {
+        for (std::size_t k = 0; k < w; ++k) std::memcpy(out + 3 * k, im.pixels + (base + k) * 4, 3);
+    } else {  // L, 1, LA: the grey sample replicated
+        for (std::size_t k = 0; k < w; ++k) out[3 * k] = out[3 * k + 1] = out[3 * k + 2] = im.pixels[(base + k) * c];
+    }
 }
 
 /// The window [x0, x0+cw) x [y0, y0+ch) of Pillow's `Image.resize((out_w, out_h))` (default
@@ -309,18 +348,15 @@ inline decoded_image resize_window(const image_ref& im, int out_w, int out_h, in
     return out;
 }
 
-/// Python's round() for a non-negative double: half to even.
-inline double round_half_even(double x) noexcept {
-    double r = std::floor(x);
-    const double frac = x - r;
-    if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
-    return r;
-}
-
-/// PpmDecoder's rescaling: min(out_max, round(v / maxval * out_max)).
-inline std::int32_t pnm_rescale(std::uint32_t v, int maxval, int out_max) noexcept {
-    const double scaled = round_half_even(static_cast<double>(v) / maxval * out_max);
-    return scaled > out_max ? out_max : static_cast<std::int32_t>(scaled);
+/// Pillow's convert("RGB"): grey replicated, alpha dropped without compositing, "I" clipped.
+inline rgb_image to_rgb(const image_ref& im) {
+    rgb_image out;
+    out.width = im.width;
+    out.height = im.height;
+    out.pixels.resize(static_cast<std::size_t>(im.width) * static_cast<std::size_t>(im.height) * 3);
+    for (int y = 0; y < im.height; ++y)
+        rgb_row(im, y, out.pixels.data() + static_cast<std::size_t>(y) * static_cast<std::size_t>(im.width) * 3);
+    return out;
 }
 
 inline std::string stb_reason() {
@@ -328,126 +364,62 @@ inline std::string stb_reason() {
     return r ? std::string(r) : std::string("unknown error");
 }
 
-/// Reads a whole file; errc::io naming the path on any failure.
-inline std::vector<std::uint8_t> read_image_file(const std::string& path) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-        ZEROCLIP_THROW(errc::io, path + ": is a directory, not an image file");
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) {
-        const int e = errno;
-        ZEROCLIP_THROW(errc::io, path + ": cannot open image (" + std::strerror(e) + ")");
-    }
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, &std::fclose);
-    std::vector<std::uint8_t> bytes;
-    std::size_t used = 0;
-    for (;;) {
-        if (bytes.size() - used < (1u << 16)) bytes.resize(used + (used < (1u << 20) ? (1u << 16) : used));
-        const std::size_t got = std::fread(bytes.data() + used, 1, bytes.size() - used, f);
-        used += got;
-        if (got == 0) break;
-        if (used > static_cast<std::size_t>(INT_MAX))
-            ZEROCLIP_THROW(errc::image_decode, path + ": file is larger than 2 GiB, too large to decode");
-    }
-    if (std::ferror(f)) {
-        const int e = errno;
-        ZEROCLIP_THROW(errc::io, path + ": cannot read image (" + std::strerror(e) + ")");
-    }
-    bytes.resize(used);
-    return bytes;
+/// The first bytes of a file read to identify its format and declared size before anything else.
+constexpr std::size_t image_header_bytes = std::size_t{1} << 16;
+
+/// stb_image's largest width or height (ZC_STBI_MAX_DIMENSIONS).
+constexpr std::uint64_t stb_max_side = std::uint64_t{1} << 18;
+
+[[noreturn]] inline void refuse_image_size(const std::string& name, std::uint64_t w, std::uint64_t h,
+                                           std::size_t max_pixels) {
+    ZEROCLIP_THROW(errc::image_decode, name + ": image declares " + std::to_string(w) + "x" + std::to_string(h) +
+                                           " = " + std::to_string(w * h) + " pixels, over the limit of " +
+                                           std::to_string(max_pixels) +
+                                           " (decompression bomb? raise max_pixels to allow it)");
 }
 
-}  // namespace detail
+/// The Pillow mode a probed header names.
+inline pixel_mode mode_of(const std::string& m) {
+    return m == "RGBA" ? pixel_mode::rgba : m == "L" ? pixel_mode::l : m == "LA" ? pixel_mode::la
+         : m == "P" ? pixel_mode::p : m == "1" ? pixel_mode::bilevel : m == "I" ? pixel_mode::i
+         : pixel_mode::rgb;
+}
 
-/// Decodes an image held in memory. `name` labels error messages (a path, a URL). Throws
-/// errc::image_decode for empty, unknown, corrupt or truncated data and for images declaring more
-/// than `max_pixels` pixels (checked from the header, before decoding).
-inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t size,
-                                         const std::string& name = "<memory>",
-                                         std::size_t max_pixels = default_max_image_pixels) {
-    if (size == 0) ZEROCLIP_THROW(errc::image_decode, name + ": empty file (0 bytes), not an image");
-    if (!data) ZEROCLIP_THROW(errc::invalid_argument, name + ": null image buffer");
-    if (size > static_cast<std::size_t>(INT_MAX))
-        ZEROCLIP_THROW(errc::image_decode, name + ": " + std::to_string(size) + " bytes, too large to decode");
-    const int len = static_cast<int>(size);
-    const auto refuse_size = [&](std::uint64_t w, std::uint64_t h) {
-        ZEROCLIP_THROW(errc::image_decode, name + ": image declares " + std::to_string(w) + "x" +
-                                               std::to_string(h) + " = " + std::to_string(w * h) +
-                                               " pixels, over the limit of " + std::to_string(max_pixels) +
-                                               " (decompression bomb? raise max_pixels to allow it)");
-    };
-    // The header's own size first: stb_image may refuse a huge size with a vaguer reason.
-    detail::format_probe probe = detail::probe_image_format(data, size);
-    if (static_cast<std::uint64_t>(probe.width) * probe.height > max_pixels) refuse_size(probe.width, probe.height);
+/// JPEG, GIF, BMP and TGA through stb_image, streamed from `src` through its callbacks (stb's
+/// own 128-byte buffer over ours): only stb's working buffers and the output exist at once.
+inline decoded_image decode_with_stb(image_source& src, const format_probe& probe, std::size_t max_pixels) {
+    const std::string& name = src.name();
+    const zc_stbi_io_callbacks io{&image_source::stb_read, &image_source::stb_skip, &image_source::stb_eof};
     int w = 0, h = 0, comp = 0;
-    if (!zc_stbi_info_from_memory(data, len, &w, &h, &comp))
+    src.seek(0);
+    if (!zc_stbi_info_from_callbacks(&io, &src, &w, &h, &comp))
         ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode " +
                                                (probe.format == "TGA" ? std::string() : probe.format + " ") +
-                                               "image header (stb_image: " + detail::stb_reason() + ")");
+                                               "image header (stb_image: " + stb_reason() + ")");
+    if (w < 1 || h < 1) ZEROCLIP_THROW(errc::image_decode, name + ": " + probe.format + " header declares no pixels");
     const std::uint64_t declared = static_cast<std::uint64_t>(w) * static_cast<std::uint64_t>(h);
-    if (w < 1 || h < 1 || declared > max_pixels) refuse_size(static_cast<std::uint64_t>(w), static_cast<std::uint64_t>(h));
+    if (declared > max_pixels) refuse_image_size(name, static_cast<std::uint64_t>(w), static_cast<std::uint64_t>(h), max_pixels);
 
     decoded_image out;
     out.width = w;
     out.height = h;
     out.format = probe.format;
-    const std::string& m = probe.mode;
-    out.mode = m == "RGBA" ? pixel_mode::rgba : m == "L" ? pixel_mode::l : m == "LA" ? pixel_mode::la
-             : m == "P" ? pixel_mode::p : m == "1" ? pixel_mode::bilevel : m == "I" ? pixel_mode::i
-             : pixel_mode::rgb;
+    out.mode = mode_of(probe.mode);
     if (probe.format == "JPEG") out.mode = comp == 1 ? pixel_mode::l : pixel_mode::rgb;
-
     // GIF: clear the transparency flags so stb draws transparent pixels in their palette colour.
-    std::vector<std::uint8_t> patched;
-    const std::uint8_t* src = data;
-    if (!probe.gif_transparency_flag_at.empty()) {
-        patched.assign(data, data + size);
-        for (std::size_t at : probe.gif_transparency_flag_at)
-            if (at < patched.size()) patched[at] = static_cast<std::uint8_t>(patched[at] & ~1u);
-        src = patched.data();
-    }
+    src.clear_bit0_at(probe.gif_transparency_flag_at);
 
-    const int channels = out.mode == pixel_mode::i ? 1 : pixel_mode_channels(out.mode);
-    int rw = 0, rh = 0, file_channels = 0;
+    const int channels = pixel_mode_channels(out.mode);
     const std::size_t n = static_cast<std::size_t>(w) * static_cast<std::size_t>(h);
-    if (probe.load_16) {
-        std::unique_ptr<zc_stbi_us, void (*)(void*)> px(
-            zc_stbi_load_16_from_memory(src, len, &rw, &rh, &file_channels, channels), &zc_stbi_image_free);
-        if (!px) ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode " + probe.format + " image (stb_image: " + detail::stb_reason() + ")");
-        if (rw != w || rh != h) ZEROCLIP_THROW(errc::image_decode, name + ": decoded size differs from the header's");
-        // stb (v2.27) returns 16-bit PNM samples in file byte order; PNM is big-endian, so read
-        // them from the file once stb has validated it. (PNG needs no such help.)
-        std::vector<std::uint16_t> samples;
-        const zc_stbi_us* p = px.get();
-        if (probe.format == "PNM") {
-            const std::size_t need = n * static_cast<std::size_t>(channels);
-            if (probe.pnm_data_at == 0 || probe.pnm_data_at + 2 * need > size)
-                ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode PNM image (truncated samples)");
-            samples.resize(need);
-            for (std::size_t k = 0; k < need; ++k)
-                samples[k] = static_cast<std::uint16_t>((data[probe.pnm_data_at + 2 * k] << 8) |
-                                                        data[probe.pnm_data_at + 2 * k + 1]);
-            p = samples.data();
-        }
-        if (out.mode == pixel_mode::i) {
-            out.values.resize(n);
-            const bool rescale = probe.format == "PNM" && probe.pnm_maxval != 65535;
-            for (std::size_t k = 0; k < n; ++k)
-                out.values[k] = rescale ? detail::pnm_rescale(p[k], probe.pnm_maxval, 65535) : p[k];
-        } else {  // PNM RGB deeper than 8 bits: Pillow rescales to 0..255
-            out.pixels.resize(n * static_cast<std::size_t>(channels));
-            for (std::size_t k = 0; k < out.pixels.size(); ++k)
-                out.pixels[k] = static_cast<std::uint8_t>(detail::pnm_rescale(p[k], probe.pnm_maxval, 255));
-        }
-    } else {
+    int rw = 0, rh = 0, file_channels = 0;
+    src.seek(0);
+    {
         std::unique_ptr<zc_stbi_uc, void (*)(void*)> px(
-            zc_stbi_load_from_memory(src, len, &rw, &rh, &file_channels, channels), &zc_stbi_image_free);
-        if (!px) ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode " + probe.format + " image (stb_image: " + detail::stb_reason() + ")");
+            zc_stbi_load_from_callbacks(&io, &src, &rw, &rh, &file_channels, channels), &zc_stbi_image_free);
+        if (!px) ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode " + probe.format + " image (stb_image: " + stb_reason() + ")");
         if (rw != w || rh != h) ZEROCLIP_THROW(errc::image_decode, name + ": decoded size differs from the header's");
         out.pixels.assign(px.get(), px.get() + n * static_cast<std::size_t>(channels));
-        if (probe.format == "PNM" && probe.pnm_maxval != 255)
-            for (auto& v : out.pixels) v = static_cast<std::uint8_t>(detail::pnm_rescale(v, probe.pnm_maxval, 255));
-    }
+    }  // stb's buffer freed here: one copy of the pixels from now on
 
     if (probe.bmp_16bit_green_bits && channels == 3) {
         // stb widens 5/6-bit fields by bit replication, Pillow by v * 255 / max (BGR;15, BGR;16).
@@ -463,7 +435,7 @@ inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t s
             out.pixels[3 * k + 2] = five[out.pixels[3 * k + 2]];
         }
     }
-    if (probe.flip_horizontal && out.mode != pixel_mode::i) {
+    if (probe.flip_horizontal) {
         const std::size_t c = static_cast<std::size_t>(channels);
         for (int y = 0; y < h; ++y) {
             std::uint8_t* row = out.pixels.data() + static_cast<std::size_t>(y) * static_cast<std::size_t>(w) * c;
@@ -471,7 +443,7 @@ inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t s
                 for (std::size_t j = 0; j < c; ++j) std::swap(row[static_cast<std::size_t>(a) * c + j], row[static_cast<std::size_t>(b) * c + j]);
         }
     }
-    if (probe.format == "GIF" && probe.gif_has_frame && out.mode != pixel_mode::i) {
+    if (probe.format == "GIF" && probe.gif_has_frame) {
         // Canvas outside the first frame: Pillow keeps its fill index (transparent or 0), stb
         // uses the background colour or black.
         const int fx0 = probe.gif_frame[0], fy0 = probe.gif_frame[1];
@@ -486,12 +458,100 @@ inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t s
     return out;
 }
 
-/// Decodes an image file; see decode_image_memory. Missing, unreadable paths and directories
-/// throw errc::io naming the path.
+/// Identifies the format from the first bytes and the declared size from the header, refusing a
+/// non-image or an oversized image before any pixel memory exists, then decodes.
+/// `draft_size` > 0: decode a JPEG as Pillow's draft("RGB", (draft_size, draft_size)).
+inline decoded_image decode_source(image_source& src, std::size_t max_pixels, int draft_size = 0) {
+    const std::string& name = src.name();
+    if (src.size() == 0) ZEROCLIP_THROW(errc::image_decode, name + ": empty file (0 bytes), not an image");
+    std::vector<std::uint8_t> header(static_cast<std::size_t>(std::min<std::uint64_t>(src.size(), image_header_bytes)));
+    header.resize(src.read_at(header.data(), header.size(), 0));
+    format_probe probe = probe_image_format(header.data(), header.size());
+    if (probe.format == "TGA") {
+        // No signature: TGA is the last guess, and stb's TGA header test must pass on the header.
+        int w = 0, h = 0, comp = 0;
+        if (!zc_stbi_info_from_memory(header.data(), static_cast<int>(header.size()), &w, &h, &comp)) {
+            std::string hex;
+            static const char digits[] = "0123456789abcdef";
+            for (std::size_t i = 0; i < std::min<std::size_t>(header.size(), 8); ++i)
+                hex += std::string(i ? " " : "") + digits[header[i] >> 4] + digits[header[i] & 15];
+            ZEROCLIP_THROW(errc::image_decode, name + ": not an image in a supported format (PNG, JPEG, GIF, BMP, "
+                                                      "PNM, TGA): unknown signature (first bytes " + hex + ")");
+        }
+    }
+    if (!probe.pnm_error.empty()) ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode PNM image: " + probe.pnm_error);
+    const std::uint64_t declared = static_cast<std::uint64_t>(probe.width) * probe.height;
+    if (declared > max_pixels) refuse_image_size(name, probe.width, probe.height, max_pixels);
+
+    if (probe.format == "PNG" || probe.format == "PNM") {
+        raster r = probe.format == "PNG" ? decode_png(src, max_pixels) : decode_pnm(src, probe);
+        decoded_image out;
+        out.width = r.width;
+        out.height = r.height;
+        out.format = probe.format;
+        out.mode = mode_of(probe.mode);
+        out.pixels = std::move(r.pixels);
+        out.values = std::move(r.values);
+        return out;
+    }
+#if defined(ZEROCLIP_WITH_LIBJPEG)
+    if (probe.format == "JPEG") {
+        jpeg_turbo_result j = decode_jpeg_turbo(src, max_pixels, draft_size);
+        if (j.handled) {
+            decoded_image out;
+            out.width = j.image.width;
+            out.height = j.image.height;
+            out.format = "JPEG";
+            out.mode = j.grey ? pixel_mode::l : pixel_mode::rgb;
+            out.pixels = std::move(j.image.pixels);
+            return out;
+        }
+    }
+#else
+    (void)draft_size;
+#endif
+    if (probe.width > stb_max_side || probe.height > stb_max_side)
+        ZEROCLIP_THROW(errc::image_decode, name + ": " + probe.format + " image " + std::to_string(probe.width) + "x" +
+                                               std::to_string(probe.height) + " is too large for the decoder (sides up to " +
+                                               std::to_string(stb_max_side) + " pixels)");
+    return decode_with_stb(src, probe, max_pixels);
+}
+
+}  // namespace detail
+
+/// Decodes an image held in memory. `name` labels error messages (a path, a URL). Throws
+/// errc::image_decode for empty, unknown, corrupt or truncated data and for images declaring more
+/// than `max_pixels` pixels (checked from the header, before decoding).
+inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t size,
+                                         const std::string& name = "<memory>",
+                                         std::size_t max_pixels = default_max_image_pixels) {
+    if (!data && size) ZEROCLIP_THROW(errc::invalid_argument, name + ": null image buffer");
+    detail::image_source src(data, size, name);
+    return detail::decode_source(src, max_pixels);
+}
+
+/// Decodes an image file; see decode_image_memory. The file is read as decoding goes, never
+/// whole: a non-image or an oversized image is refused from its first bytes. Missing and
+/// unreadable paths, directories, FIFOs and devices throw errc::io naming the path.
 inline decoded_image decode_image_file(const std::string& path,
                                        std::size_t max_pixels = default_max_image_pixels) {
-    const std::vector<std::uint8_t> bytes = detail::read_image_file(path);
-    return decode_image_memory(bytes.data(), bytes.size(), path, max_pixels);
+    detail::image_source src(open_regular_file(path, "image"), path);
+    return detail::decode_source(src, max_pixels);
+}
+
+/// Decodes an image file for preprocessing with `options`: its pixel limit, and its decode mode
+/// (decode_mode::draft decodes JPEGs at a reduced DCT scale, see there).
+inline decoded_image decode_image_file(const std::string& path, const preprocess_options& options) {
+    detail::image_source src(open_regular_file(path, "image"), path);
+    return detail::decode_source(src, options.max_pixels, options.decode == decode_mode::draft ? options.size : 0);
+}
+
+/// decode_image_file(path, options) for bytes in memory.
+inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t size, const std::string& name,
+                                         const preprocess_options& options) {
+    if (!data && size) ZEROCLIP_THROW(errc::invalid_argument, name + ": null image buffer");
+    detail::image_source src(data, size, name);
+    return detail::decode_source(src, options.max_pixels, options.decode == decode_mode::draft ? options.size : 0);
 }
 
 /// Pillow's `convert("RGB")` of a decoded image.
@@ -548,12 +608,16 @@ inline rgb_image preprocess_crop(const decoded_image& im, const preprocess_optio
         return detail::to_rgb(detail::ref_of(
             detail::resize_window(ref, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size),
             "preprocess_crop"));
-    rgb_image rgb;  // convert("RGB") first; an RGB image is used as it is
-    if (im.mode != pixel_mode::rgb) rgb = detail::to_rgb(ref);
-    const detail::image_ref rgb_ref{im.width, im.height, pixel_mode::rgb,
-                                    im.mode == pixel_mode::rgb ? im.pixels.data() : rgb.pixels.data(), nullptr};
-    decoded_image window = detail::resize_window(rgb_ref, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size);
-    return rgb_image{window.width, window.height, std::move(window.pixels)};
+    if (im.mode == pixel_mode::rgb) {
+        decoded_image window = detail::resize_window(ref, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size);
+        return rgb_image{window.width, window.height, std::move(window.pixels)};
+    }
+    // convert("RGB") first, one source row at a time (no whole RGB copy), then the RGB resize.
+    rgb_image out{g.size, g.size, std::vector<std::uint8_t>(static_cast<std::size_t>(g.size) * static_cast<std::size_t>(g.size) * 3)};
+    detail::bicubic_window_rows<3>(
+        nullptr, [&](int y, std::uint8_t* row) { detail::rgb_row(ref, y, row); },
+        im.width, im.height, g.resized_width, g.resized_height, g.left, g.top, g.size, g.size, out.pixels.data());
+    return out;
 }
 
 /// ToTensor + Normalize into `out` (3 * width * height floats, CHW): float32
@@ -587,7 +651,7 @@ inline std::vector<float> normalize(const rgb_image& img, const std::array<float
 
 /// File → model input: 3 x size x size floats (CHW), as OpenAI's `preprocess(Image.open(path))`.
 inline std::vector<float> load_image_tensor(const std::string& path, const preprocess_options& options = {}) {
-    return normalize(preprocess_crop(decode_image_file(path, options.max_pixels), options), options.mean,
+    return normalize(preprocess_crop(decode_image_file(path, options), options), options.mean,
                      options.stddev);
 }
 
@@ -597,7 +661,7 @@ inline tensor load_image_batch(const std::vector<std::string>& paths, const prep
     tensor batch(shape_t{static_cast<std::int64_t>(paths.size()), 3, n, n});
     const std::size_t row = static_cast<std::size_t>(3 * n * n);
     for (std::size_t i = 0; i < paths.size(); ++i)
-        normalize_into(preprocess_crop(decode_image_file(paths[i], options.max_pixels), options), options.mean,
+        normalize_into(preprocess_crop(decode_image_file(paths[i], options), options), options.mean,
                        options.stddev, batch.data() + i * row);
     return batch;
 }

@@ -16,9 +16,10 @@ namespace zeroclip {
 /// Options of embed_image_files.
 struct file_batch_options {
     int batch = 16;    ///< images per encoder call
-    int threads = 0;   ///< decoding threads; 0 = the machine's hardware threads
+    int threads = 0;   ///< decoding threads; 0 = the machine's hardware threads (memory: see image.hpp)
     /// Called after each batch with (files done, files total), e.g. for a progress bar.
     std::function<void(size_t, size_t)> progress;
+    decode_mode decode = decode_mode::exact;  ///< JPEG decoding: exact, or draft (DCT-scaled, faster)
     /// Called with (file index, decoded image) right after each file decodes, before
     /// preprocessing: a look at the full image without a second decode (e.g. for thumbnails).
     /// Runs on the decoding threads, concurrently for different files; if it throws, that file
@@ -38,7 +39,8 @@ template <class Backend>
 file_embeddings embed_image_files(const models::clip_model<Backend>& model, const std::vector<std::string>& paths,
                                   const file_batch_options& options = {}) {
     if (options.batch < 1) ZEROCLIP_THROW(errc::invalid_argument, "embed_image_files: batch must be >= 1");
-    const preprocess_options pre = model.preprocess_options();
+    preprocess_options pre = model.preprocess_options();
+    pre.decode = options.decode;
     const int64_t s = pre.size, d = model.config().embed_dim, row = 3 * s * s;
     file_embeddings out{tensor({static_cast<int64_t>(paths.size()), d}), std::vector<std::string>(paths.size())};
     unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
@@ -50,7 +52,7 @@ file_embeddings embed_image_files(const models::clip_model<Backend>& model, cons
         auto work = [&] {
             for (size_t i; (i = next++) < count;) {
                 try {
-                    const decoded_image image = decode_image_file(paths[start + i], pre.max_pixels);
+                    const decoded_image image = decode_image_file(paths[start + i], pre);
                     if (options.on_decoded) options.on_decoded(start + i, image);
                     normalize_into(preprocess_crop(image, pre), pre.mean, pre.stddev,
                                    pixels.data() + static_cast<int64_t>(i) * row);

@@ -2,8 +2,10 @@
 // quality 90) that the program makes itself from synthetic content, median of repeated runs.
 // Reports wall and process CPU time (the CPU figure stays meaningful on a shared machine).
 //
-//   g++ -O2 -std=c++17 -Iinclude tests/bench/bench_image.cpp -o bench_image
+//   g++ -O2 -std=c++17 -Iinclude tests/bench/bench_image.cpp -o bench_image [-DZEROCLIP_WITH_LIBJPEG -ljpeg] -lz
 //   ./bench_image [RUNS=7] [CROP=224] [WIDTH=4000] [HEIGHT=3000]
+//   ./bench_image --photos DIR [CROP=224]    every .jpg/.jpeg/.png in DIR, one pass each: decode exact
+//                                            and draft, resize of each; ms per photo and per megapixel
 #include <zeroclip/image.hpp>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -56,9 +59,61 @@ std::vector<std::uint8_t> synthetic(int w, int h) {
     return px;
 }
 
+/// One pass over the photos of `dir`: exact and draft decoding, and the resize of each.
+int bench_photos(const std::string& dir, int crop) {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+        std::string ext = e.path().extension().string();
+        for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (e.is_regular_file() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png")) files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    zeroclip::preprocess_options exact, draft;
+    exact.size = draft.size = crop;
+    draft.decode = zeroclip::decode_mode::draft;
+    double mp = 0;
+    timing dec_exact{0, 0}, dec_draft{0, 0}, res_exact{0, 0}, res_draft{0, 0};
+    const auto add = [](timing& sum, timing t) { sum.wall_ms += t.wall_ms, sum.cpu_ms += t.cpu_ms; };
+    std::size_t done = 0;
+    for (const auto& f : files) {
+        try {
+            zeroclip::decoded_image a, b;
+            add(dec_exact, median_ms(1, [&] { a = zeroclip::decode_image_file(f, exact); }));
+            add(dec_draft, median_ms(1, [&] { b = zeroclip::decode_image_file(f, draft); }));
+            add(res_exact, median_ms(1, [&] { (void)zeroclip::preprocess_crop(a, exact); }));
+            add(res_draft, median_ms(1, [&] { (void)zeroclip::preprocess_crop(b, draft); }));
+            mp += static_cast<double>(a.width) * a.height / 1e6;
+            ++done;
+        } catch (const zeroclip::error& e) {
+            std::fprintf(stderr, "skipped: %s\n", e.what());
+        }
+    }
+    if (!done) return std::fprintf(stderr, "bench_image: no photo decoded in %s\n", dir.c_str()), 1;
+    const double n = static_cast<double>(done);
+#if defined(ZEROCLIP_WITH_LIBJPEG)
+    const char* jpeg = "libjpeg-turbo";
+#else
+    const char* jpeg = "stb_image";
+#endif
+    std::printf("bench_image: %zu photos in %s, mean %.2f MP, crop %d, JPEG by %s (wall / CPU ms)\n", done, dir.c_str(),
+                mp / n, crop, jpeg);
+    const auto row = [&](const char* what, timing t) {
+        std::printf("  %-30s %8.1f / %8.1f per photo   %6.2f / %6.2f per MP\n", what, t.wall_ms / n, t.cpu_ms / n,
+                    t.wall_ms / mp, t.cpu_ms / mp);
+    };
+    row("decode exact", dec_exact);
+    row("decode draft", dec_draft);
+    row("resize+crop (exact image)", res_exact);
+    row("resize+crop (draft image)", res_draft);
+    row("total exact", {dec_exact.wall_ms + res_exact.wall_ms, dec_exact.cpu_ms + res_exact.cpu_ms});
+    row("total draft", {dec_draft.wall_ms + res_draft.wall_ms, dec_draft.cpu_ms + res_draft.cpu_ms});
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 2 && std::string(argv[1]) == "--photos") return bench_photos(argv[2], argc > 3 ? std::max(1, std::atoi(argv[3])) : 224);
     const int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 7;
     zeroclip::preprocess_options options;
     options.size = argc > 2 ? std::max(1, std::atoi(argv[2])) : 224;
@@ -93,7 +148,11 @@ int main(int argc, char** argv) {
     std::printf("bench_image: %dx%d JPEG q90 (%.1f MB), crop %d, median of %d runs (wall / CPU ms)\n", w, h,
                 static_cast<double>(jpeg.size()) / 1e6, options.size, runs);
     const auto row = [](const char* what, timing t) { std::printf("  %-28s %8.1f / %8.1f\n", what, t.wall_ms, t.cpu_ms); };
+#if defined(ZEROCLIP_WITH_LIBJPEG)
+    row("decode (libjpeg-turbo)", decode);
+#else
     row("decode (stb_image)", decode);
+#endif
     row("resize+crop+RGB (Pillow)", resize);
     row("normalize", norm);
     row("total per image", total);

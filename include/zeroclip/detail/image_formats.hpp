@@ -20,7 +20,9 @@ struct format_probe {
     std::uint32_t height = 0;
     bool load_16 = false;            ///< decode with 16-bit samples (PNG 16-bit grey, PNM maxval > 255)
     int pnm_maxval = 255;            ///< PNM samples are rescaled like Pillow's PpmDecoder unless 255
-    std::size_t pnm_data_at = 0;     ///< where PNM samples start (stb 2.27 reads 16-bit ones byte-swapped)
+    std::size_t pnm_data_at = 0;     ///< where PNM samples start
+    char pnm_kind = 0;               ///< the digit of the PNM magic number: '1', '4', '5' or '6'
+    std::string pnm_error;           ///< a malformed PNM header: what is wrong, naming the field
     bool flip_horizontal = false;    ///< TGA stored right-to-left: stb ignores the flag, Pillow does not
     int bmp_16bit_green_bits = 0;    ///< 5 or 6 for a 16-bit BMP: Pillow expands v*255/max, stb by bit copies
     /// GIF: offsets of the Graphic Control Extension flag bytes before the first frame. stb leaves
@@ -203,15 +205,25 @@ inline void probe_bmp(byte_reader& r, format_probe& p) {
     }
 }
 
-/// PNM (binary P5/P6; stb reads no other): "L" or "RGB", "I" for grey deeper than 8 bits.
-/// Header tokens as PpmImageFile._read_token: whitespace separated, '#' comments to end of line.
+/// PNM as Pillow's PpmImagePlugin: P4 (raw) and P1 (plain) bitmaps open as "1" (no maxval in
+/// the header), P5 as "L" ("I" deeper than 8 bits), P6 as "RGB". Header tokens as
+/// PpmImageFile._read_token: whitespace separated, '#' comments to end of line. A malformed
+/// header sets `pnm_error`, naming the field.
 inline void probe_pnm(byte_reader& r, format_probe& p) {
     p.format = "PNM";
-    const bool grey = r.u8(1) == '5';
-    p.mode = grey ? "L" : "RGB";
+    p.pnm_kind = static_cast<char>(r.u8(1));
+    const bool bitmap = p.pnm_kind == '1' || p.pnm_kind == '4';
+    p.mode = bitmap ? "1" : p.pnm_kind == '5' ? "L" : "RGB";
+    const std::uint32_t after_magic = r.u8(2);
+    if (!(after_magic == ' ' || after_magic == '\t' || after_magic == '\n' || after_magic == '\r' ||
+          after_magic == '\v' || after_magic == '\f')) {
+        p.pnm_error = "no whitespace after the magic number P" + std::string(1, p.pnm_kind);
+        return;
+    }
     std::size_t pos = 2;
-    long long values[3] = {0, 0, 0};
-    for (long long& value : values) {
+    const char* fields[3] = {"width", "height", "maxval"};
+    long long values[3] = {0, 0, 255};
+    for (int f = 0; f < (bitmap ? 2 : 3); ++f) {
         std::string token;
         while (pos < r.size && token.size() <= 10) {
             const char c = static_cast<char>(r.data[pos++]);
@@ -225,18 +237,28 @@ inline void probe_pnm(byte_reader& r, format_probe& p) {
             }
             token += c;
         }
-        if (token.empty() || token.size() > 10 || token.find_first_not_of("0123456789") != std::string::npos)
+        const std::string field = fields[f];
+        if (token.empty()) {
+            p.pnm_error = "header ends before the " + field + " (truncated)";
             return;
-        value = std::stoll(token);
+        }
+        if (token.size() > 10 || token.find_first_not_of("0123456789") != std::string::npos) {
+            p.pnm_error = "header " + field + " '" + token.substr(0, 12) + "' is not a positive integer";
+            return;
+        }
+        values[f] = std::stoll(token);
+        if (values[f] == 0 || (f < 2 && values[f] > 0x7FFFFFFFll) || (f == 2 && values[f] > 65535)) {
+            p.pnm_error = "header " + field + " " + token + " is out of range (" +
+                          (f == 2 ? "1..65535" : "1..2147483647") + ")";
+            return;
+        }
     }
-    if (values[0] > 0xFFFFFFFFll || values[1] > 0xFFFFFFFFll) return;
     p.width = static_cast<std::uint32_t>(values[0]);
     p.height = static_cast<std::uint32_t>(values[1]);
-    if (values[2] <= 0 || values[2] > 65535) return;
     p.pnm_maxval = static_cast<int>(values[2]);
-    p.pnm_data_at = pos;  // one whitespace byte after maxval, as both Pillow and stb read it
+    p.pnm_data_at = pos;  // one whitespace byte after the last header field, as Pillow reads it
     p.load_16 = p.pnm_maxval > 255;
-    if (grey && p.load_16) p.mode = "I";
+    if (p.pnm_kind == '5' && p.load_16) p.mode = "I";
 }
 
 /// TGA (no magic number: stb tries it last, and so does this): image type and depth decide.
@@ -291,7 +313,8 @@ inline format_probe probe_image_format(const std::uint8_t* data, std::size_t siz
     else if (r.starts_with("\xff\xd8\xff", 3)) probe_jpeg(r, p);
     else if (r.starts_with("GIF87a", 6) || r.starts_with("GIF89a", 6)) probe_gif(r, p);
     else if (r.starts_with("BM", 2)) probe_bmp(r, p);
-    else if (r.starts_with("P5", 2) || r.starts_with("P6", 2)) probe_pnm(r, p);
+    else if (r.starts_with("P1", 2) || r.starts_with("P4", 2) || r.starts_with("P5", 2) || r.starts_with("P6", 2))
+        probe_pnm(r, p);
     else probe_tga(r, p);
     return p;
 }
