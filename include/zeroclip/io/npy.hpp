@@ -8,9 +8,13 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <iterator>
+#include <limits>
 #include <map>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../tensor.hpp"
@@ -79,6 +83,15 @@ private:
                 std::memcpy(&raw, p, width);
                 if (kind == 'i' && width < 8 && (raw >> (8 * width - 1)) & 1) raw |= ~uint64_t{0} << (8 * width);
                 v = kind == 'i' ? static_cast<double>(static_cast<int64_t>(raw)) : static_cast<double>(raw);
+            }
+            // An integer outside T's range has no T value (and casting it would be undefined).
+            if (std::is_integral_v<T> &&
+                !(v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+                  v <= static_cast<double>(std::numeric_limits<T>::max()))) {
+                std::ostringstream value;
+                value << std::fixed << std::setprecision(0) << v;
+                ZEROCLIP_THROW(errc::format, "npy array of " + descr + ": value " + value.str() + " at index " +
+                                                 std::to_string(i) + " does not fit in a 32-bit integer");
             }
             out[i] = static_cast<T>(v);
         }
