@@ -1,5 +1,6 @@
-// Regression tests for the bugs the libFuzzer targets (tests/fuzz/) found: each input is the
-// minimised crasher, rebuilt here so the unit suite catches a regression without clang.
+// Tests of the fuzzing support (safetensors from memory) and regression tests for the bugs the
+// libFuzzer targets (tests/fuzz/) found, each rebuilt from its minimised crasher so that the unit
+// suite catches a regression without clang.
 #include <zeroclip/io/npy.hpp>
 #include <zeroclip/io/safetensors.hpp>
 
@@ -45,4 +46,35 @@ TEST_CASE("fuzz finding: an int64 .npy value outside int32 is refused by to_int3
     const token_tensor t = detail::parse_npy(ok.data(), ok.size(), "tokens.npy").to_int32();
     CHECK(t[0] == INT32_MIN);
     CHECK(t[1] == INT32_MAX);
+}
+
+TEST_CASE("safetensors_file::from_bytes (the fuzz entry point) validates like open() and keeps its bytes") {
+    // 8192 BF16 values span whole pages: converting them must not release (zero) held memory.
+    const size_t n = 8192;
+    std::string header = "{\"w\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(n) + "],\"data_offsets\":[0," +
+                         std::to_string(2 * n) + "]}}";
+    std::vector<unsigned char> file(8);
+    for (int i = 0; i < 8; ++i) file[static_cast<size_t>(i)] = static_cast<unsigned char>(header.size() >> (8 * i));
+    file.insert(file.end(), header.begin(), header.end());
+    for (size_t i = 0; i < n; ++i) {  // bf16 of 1 + i % 7: the upper half of the float's bits
+        const float v = 1.0f + static_cast<float>(i % 7);
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        file.push_back(static_cast<unsigned char>((bits >> 16) & 0xff));
+        file.push_back(static_cast<unsigned char>(bits >> 24));
+    }
+    const auto f = safetensors_file::from_bytes(file, "mem.safetensors");
+    for (int pass = 0; pass < 2; ++pass) {
+        const tensor t = f.to_float(f.record("w"));
+        REQUIRE(t.numel() == static_cast<int64_t>(n));
+        for (size_t i = 0; i < n; i += 997) CHECK(t[static_cast<int64_t>(i)] == 1.0f + static_cast<float>(i % 7));
+    }
+    file.resize(file.size() - 1);  // truncated: the same error as from a file, naming the name given
+    try {
+        (void)safetensors_file::from_bytes(file, "mem.safetensors");
+        FAIL("a truncated safetensors buffer was accepted");
+    } catch (const zeroclip::error& e) {
+        CHECK(e.code() == errc::format);
+        CHECK_MESSAGE(std::string(e.what()).find("mem.safetensors") != std::string::npos, e.what());
+    }
 }
