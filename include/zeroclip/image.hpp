@@ -378,6 +378,10 @@ inline decoded_image decode_image_memory(const std::uint8_t* data, std::size_t s
     // The header's own size first: stb_image may refuse a huge size with a vaguer reason.
     detail::format_probe probe = detail::probe_image_format(data, size);
     if (static_cast<std::uint64_t>(probe.width) * probe.height > max_pixels) refuse_size(probe.width, probe.height);
+    if (probe.png_chunk_past_end_at)  // refused before stb_image allocates the declared length
+        ZEROCLIP_THROW(errc::image_decode, name + ": PNG chunk at byte " + std::to_string(probe.png_chunk_past_end_at) +
+                                               " declares " + std::to_string(probe.png_chunk_declared) +
+                                               " bytes, more than the file holds (truncated or corrupt)");
     int w = 0, h = 0, comp = 0;
     if (!zc_stbi_info_from_memory(data, len, &w, &h, &comp))
         ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode " +

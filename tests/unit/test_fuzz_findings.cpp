@@ -3,6 +3,7 @@
 // suite catches a regression without clang.
 #include <zeroclip/io/npy.hpp>
 #include <zeroclip/io/safetensors.hpp>
+#include <zeroclip/image.hpp>
 
 #include <cstring>
 
@@ -77,4 +78,34 @@ TEST_CASE("safetensors_file::from_bytes (the fuzz entry point) validates like op
         CHECK(e.code() == errc::format);
         CHECK_MESSAGE(std::string(e.what()).find("mem.safetensors") != std::string::npos, e.what());
     }
+}
+
+TEST_CASE("fuzz finding: a PNG chunk longer than the file is refused before stb_image allocates it") {
+    // fuzz_image: a 127-byte PNG whose IDAT declared 2046820370 bytes made stb_image reserve that
+    // much before failing (10 s and 260 MB under ASan). Rebuilt here from a valid 2x2 PNG.
+    const rgb_image img{2, 2, std::vector<std::uint8_t>(12, 200)};
+    std::vector<std::uint8_t> png = encode_png(img);
+    const std::string bytes(png.begin(), png.end());
+    const size_t idat = bytes.find("IDAT");
+    REQUIRE(idat != std::string::npos);
+    std::vector<std::uint8_t> bad = png;
+    const std::uint8_t huge[4] = {0x7a, 0x00, 0x00, 0x12};
+    std::memcpy(bad.data() + idat - 4, huge, 4);
+    try {
+        (void)decode_image_memory(bad.data(), bad.size(), "bomb.png");
+        FAIL("a PNG chunk past the end of the file was accepted");
+    } catch (const zeroclip::error& e) {
+        CHECK(e.code() == errc::image_decode);
+        CHECK_MESSAGE(std::string(e.what()).find("bomb.png: PNG chunk at byte 33 declares 2046820370 bytes") !=
+                          std::string::npos,
+                      e.what());
+    }
+    // stb stops at IEND without reading its length: a bad IEND length is not a reason to refuse.
+    std::vector<std::uint8_t> odd_end = png;
+    const size_t iend = bytes.find("IEND");
+    REQUIRE(iend != std::string::npos);
+    odd_end[iend - 1] = 0x40;
+    const decoded_image ok = decode_image_memory(odd_end.data(), odd_end.size(), "end.png");
+    CHECK(ok.width == 2);
+    CHECK(ok.pixels == std::vector<std::uint8_t>(12, 200));
 }
