@@ -2099,7 +2099,9 @@ zc_stbi_inline static int zc_stbi__jpeg_huff_decode(zc_stbi__jpeg *j, zc_stbi__h
    // wants to be compared against something shifted to have 16;
    // that way we don't need to shift inside the loop.
    temp = j->code_buffer >> 16;
-   for (k=ZC_STBI__FAST_BITS+1 ; ; ++k)
+   // zeroclip patch: stop at 17 (no code found); a table no DHT marker defined has no maxcode[17]
+   // sentinel, and the search read past maxcode[18]
+   for (k=ZC_STBI__FAST_BITS+1 ; k < 17 ; ++k)
       if (temp < h->maxcode[k])
          break;
    if (k == 17) {
