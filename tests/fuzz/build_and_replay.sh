@@ -15,6 +15,7 @@ root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build/fuzz}
 jobs=${FUZZ_JOBS:-2}
 mkdir -p "$build"
+build=$(cd "$build" && pwd)
 
 unavailable() {
     echo "fuzz replay: $1" >&2
