@@ -33,6 +33,10 @@ struct format_probe {
     /// Pillow's value for canvas pixels outside the first frame: the transparent index if the
     /// frame has one, else index 0 (as a palette colour for "P", as the grey level for "L").
     std::uint8_t gif_fill[3] = {0, 0, 0};
+    /// PNG: offset of the first chunk (before IEND) whose declared length runs past the end of the
+    /// data, 0 if none. stb_image would allocate that length (up to 1 GiB) before failing.
+    std::size_t png_chunk_past_end_at = 0;
+    std::uint64_t png_chunk_declared = 0;  ///< that chunk's declared data length
 };
 
 /// Bounds-checked little/big-endian reads; out of range reads give 0 and set `ok` to false.
@@ -64,6 +68,17 @@ struct byte_reader {
 /// (Pillow 9.4, the version the fixtures match: 16-bit grey+alpha opens as RGBA).
 inline void probe_png(byte_reader& r, format_probe& p) {
     p.format = "PNG";
+    // Chunks: 4-byte length, 4-byte type, data, 4-byte CRC; stb stops reading at IEND.
+    for (std::size_t pos = 8; pos + 8 <= r.size;) {
+        const std::uint64_t length = r.be32(pos);
+        if (r.be32(pos + 4) == 0x49454E44u) break;  // "IEND"
+        if (length + 12 > r.size - pos) {
+            p.png_chunk_past_end_at = pos;
+            p.png_chunk_declared = length;
+            break;
+        }
+        pos += static_cast<std::size_t>(length) + 12;
+    }
     if (r.be32(12) != 0x49484452u) return;  // "IHDR"
     p.width = r.be32(16);
     p.height = r.be32(20);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../error.hpp"
 #include "../io/file.hpp"
@@ -32,7 +33,18 @@ public:
         return file;
     }
 
+    /// Holds `bytes` in memory as if they were a mapped file named `name` (parsers fed from memory).
+    static std::shared_ptr<const mapped_file> from_bytes(std::vector<unsigned char> bytes, const std::string& name) {
+        auto file = std::shared_ptr<mapped_file>(new mapped_file());
+        file->path_ = name;
+        file->owned_ = std::move(bytes);
+        file->size_ = file->owned_.size();
+        file->data_ = file->owned_.empty() ? nullptr : file->owned_.data();
+        return file;
+    }
+
     ~mapped_file() {
+        if (!owned_.empty()) return;
         if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
     }
     mapped_file(const mapped_file&) = delete;
@@ -41,12 +53,15 @@ public:
     const unsigned char* data() const { return data_; }
     size_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    /// False for bytes held in memory: their pages must not be released (madvise would zero them).
+    bool is_mapped() const { return owned_.empty() && data_ != nullptr; }
 
 private:
     mapped_file() = default;
     std::string path_;
     const unsigned char* data_ = nullptr;
     size_t size_ = 0;
+    std::vector<unsigned char> owned_;  ///< from_bytes only
 };
 
 }  // namespace zeroclip::detail

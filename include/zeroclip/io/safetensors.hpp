@@ -67,6 +67,14 @@ public:
         return f;
     }
 
+    /// Validates a safetensors file held in memory; `name` labels errors. Same checks as open().
+    static safetensors_file from_bytes(std::vector<unsigned char> bytes, const std::string& name) {
+        safetensors_file f;
+        f.file_ = detail::mapped_file::from_bytes(std::move(bytes), name);
+        f.parse();
+        return f;
+    }
+
     const std::string& path() const { return file_->path(); }
     bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
     const std::map<std::string, tensor_record>& tensors() const { return tensors_; }
@@ -112,7 +120,7 @@ public:
         if (r.type == dtype::f64)  // a finite double may still overflow float
             check_finite(r, detail::cpu::first_non_finite(reinterpret_cast<const unsigned char*>(dst),
                                                           static_cast<int64_t>(n), 4));
-        detail::cpu::release_mapped(r.bytes, r.nbytes);
+        if (file_->is_mapped()) detail::cpu::release_mapped(r.bytes, r.nbytes);
         return tensor::view(r.shape, std::move(storage), dst);
     }
 

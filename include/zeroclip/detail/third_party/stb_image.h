@@ -2099,7 +2099,9 @@ zc_stbi_inline static int zc_stbi__jpeg_huff_decode(zc_stbi__jpeg *j, zc_stbi__h
    // wants to be compared against something shifted to have 16;
    // that way we don't need to shift inside the loop.
    temp = j->code_buffer >> 16;
-   for (k=ZC_STBI__FAST_BITS+1 ; ; ++k)
+   // zeroclip patch: stop at 17 (no code found); a table no DHT marker defined has no maxcode[17]
+   // sentinel, and the search read past maxcode[18]
+   for (k=ZC_STBI__FAST_BITS+1 ; k < 17 ; ++k)
       if (temp < h->maxcode[k])
          break;
    if (k == 17) {
@@ -2113,6 +2115,8 @@ zc_stbi_inline static int zc_stbi__jpeg_huff_decode(zc_stbi__jpeg *j, zc_stbi__h
 
    // convert the huffman code to the symbol id
    c = ((j->code_buffer >> (32 - k)) & zc_stbi__bmask[k]) + h->delta[k];
+   if (c < 0 || c >= 256) // zeroclip patch (as upstream 2.28): symbol id out of bounds
+      return -1;
    ZC_STBI_ASSERT((((j->code_buffer) >> (32 - h->size[c])) & zc_stbi__bmask[h->size[c]]) == h->code[c]);
 
    // convert the id to a symbol
@@ -3979,6 +3983,7 @@ static void *zc_stbi__jpeg_load(zc_stbi__context *s, int *x, int *y, int *comp, 
    unsigned char* result;
    zc_stbi__jpeg* j = (zc_stbi__jpeg*) zc_stbi__malloc(sizeof(zc_stbi__jpeg));
    if (!j) return zc_stbi__errpuc("outofmem", "Out of memory");
+   memset(j, 0, sizeof(zc_stbi__jpeg)); // zeroclip patch: Huffman tables no DHT defined are zeros, not garbage
    ZC_STBI_NOTUSED(ri);
    j->s = s;
    zc_stbi__setup_jpeg(j);
@@ -3992,6 +3997,7 @@ static int zc_stbi__jpeg_test(zc_stbi__context *s)
    int r;
    zc_stbi__jpeg* j = (zc_stbi__jpeg*)zc_stbi__malloc(sizeof(zc_stbi__jpeg));
    if (!j) return zc_stbi__err("outofmem", "Out of memory");
+   memset(j, 0, sizeof(zc_stbi__jpeg)); // zeroclip patch: Huffman tables no DHT defined are zeros, not garbage
    j->s = s;
    zc_stbi__setup_jpeg(j);
    r = zc_stbi__decode_jpeg_header(j, ZC_STBI__SCAN_type);
@@ -4017,6 +4023,7 @@ static int zc_stbi__jpeg_info(zc_stbi__context *s, int *x, int *y, int *comp)
    int result;
    zc_stbi__jpeg* j = (zc_stbi__jpeg*) (zc_stbi__malloc(sizeof(zc_stbi__jpeg)));
    if (!j) return zc_stbi__err("outofmem", "Out of memory");
+   memset(j, 0, sizeof(zc_stbi__jpeg)); // zeroclip patch: Huffman tables no DHT defined are zeros, not garbage
    j->s = s;
    result = zc_stbi__jpeg_info_raw(j, x, y, comp);
    ZC_STBI_FREE(j);
