@@ -109,7 +109,7 @@ TEST_CASE("one loaded model encodes from several threads at once") {
     for (double w : worst) CHECK(w <= 1e-6);
 }
 
-TEST_CASE("the tokenizer is built on first use; a malformed vocabulary is reported then, with the file") {
+TEST_CASE("the tokenizer is built on first use: a malformed vocabulary is reported then, with the file") {
     checkpoint ck = load_checkpoint(fixtures() + "/models/tiny-vit/hf");
     ck.bpe_vocab_json = "{\"a\": 0, ";  // cut short
     const model m(ck);                  // loading does not read the vocabulary
