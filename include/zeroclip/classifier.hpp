@@ -80,14 +80,26 @@ public:
     /// The top_k labels of each image (best first), from image embeddings (N, D).
     std::vector<std::vector<prediction>> classify_embeddings(const tensor& image_embeddings, int top_k) const {
         if (top_k < 1) ZEROCLIP_THROW(errc::invalid_argument, "classifier: top_k must be at least 1");
-        const tensor cos = cosines(image_embeddings);
-        const int64_t n = cos.dim(0), c = cos.dim(1);
-        // A NaN would break the sort below and print as a probability: refused (the embeddings
-        // came from outside, e.g. a .npy file, and hold NaN or infinity).
+        tensor cos = cosines(image_embeddings);
+        const int64_t n = cos.dim(0), c = cos.dim(1), d = image_embeddings.dim(1);
+        // A NaN would break the sort below and print as a probability. Embeddings holding NaN or
+        // infinity (from outside, e.g. a .npy file) are refused; an all-zero row (what a pipeline
+        // leaves for an image that failed) has no direction: cosine 0 with every class.
+        for (int64_t i = 0; i < n; ++i) {
+            bool zero = true;
+            for (int64_t k = 0; k < d; ++k) {
+                const float v = image_embeddings[i * d + k];
+                if (!std::isfinite(v))
+                    ZEROCLIP_THROW(errc::invalid_argument, "classifier: the image embedding of row " + std::to_string(i) +
+                                                               " holds NaN or infinite values");
+                zero = zero && v == 0;
+            }
+            if (zero) std::fill_n(cos.data() + i * c, c, 0.0f);
+        }
         for (int64_t i = 0; i < n * c; ++i)
             if (!std::isfinite(cos[i]))
-                ZEROCLIP_THROW(errc::invalid_argument, "classifier: the image embedding of row " + std::to_string(i / c) +
-                                                           " holds NaN or infinite values");
+                ZEROCLIP_THROW(errc::invalid_argument, "classifier: the cosines of row " + std::to_string(i / c) +
+                                                           " are not finite (embedding values overflow float)");
         const int64_t k = std::min<int64_t>(top_k, c);
         // Softmax over the labels of logit_scale · cosine, on the host: (N, labels) is small.
         tensor probs({n, c});

@@ -112,6 +112,12 @@ TEST_CASE("non-finite results raise errors instead of NaN embeddings, logits or 
     zero_shot_classifier<cpu_eigen> classifier(m, {"cat", "dog"});
     CHECK_THROWS_WITH_AS(classifier.classify_embeddings(bad, 1), doctest::Contains("NaN or infinite"), zeroclip::error);
     CHECK(classifier.classify_embeddings(good, 1).size() == 2);
+    tensor failed_row = good.clone();  // what a pipeline leaves for an image that failed to decode
+    for (int64_t i = 0; i < failed_row.dim(1); ++i) failed_row[i] = 0;
+    for (const auto& p : classifier.classify_embeddings(failed_row, 2)[0]) {
+        CHECK(p.probability == doctest::Approx(0.5));
+        CHECK(p.cosine == 0.0f);
+    }
     CHECK_THROWS_AS(contrastive_loss(good, text, std::numeric_limits<double>::infinity()), zeroclip::error);
     CHECK_THROWS_WITH_AS(contrastive_loss(bad, text, 0.07), doctest::Contains("not finite"), zeroclip::error);
     tensor zero_row = good.clone();
