@@ -114,7 +114,8 @@ TEST_CASE("non-finite results raise errors instead of NaN embeddings, logits or 
     CHECK(classifier.classify_embeddings(good, 1).size() == 2);
     tensor failed_row = good.clone();  // what a pipeline leaves for an image that failed to decode
     for (int64_t i = 0; i < failed_row.dim(1); ++i) failed_row[i] = 0;
-    for (const auto& p : classifier.classify_embeddings(failed_row, 2)[0]) {
+    const auto failed_top = classifier.classify_embeddings(failed_row, 2);
+    for (const auto& p : failed_top[0]) {
         CHECK(p.probability == doctest::Approx(0.5));
         CHECK(p.cosine == 0.0f);
     }
