@@ -31,6 +31,19 @@ def run(*args, check=True, timeout=120, preexec_fn=None):
     return proc
 
 
+def as_unprivileged():
+    """preexec_fn for the permission tests: root reads any folder, so as root the CLI runs as
+    nobody (uid/gid 65534) and meets the permissions a user would; otherwise nothing changes."""
+    if os.geteuid() != 0:
+        return None
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    return drop
+
+
 def digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -293,26 +306,26 @@ class HostileInputTest(unittest.TestCase):
 
     # --- item 11: folders, links, FIFOs ----------------------------------------------------------
 
-    @unittest.skipIf(os.geteuid() == 0, "root reads folders whatever their permissions")
     def test_unreadable_folder_says_permission_denied(self):
+        os.chmod(self.tmp, 0o755)
         locked = os.path.join(self.tmp, "locked")
         os.mkdir(locked)
         shutil.copy(os.path.join(IMAGES, "red_square.png"), locked)
         os.chmod(locked, 0)
-        proc = run("classify", "--model", MODEL, "--labels", "a,b", locked, check=False)
+        proc = run("classify", "--model", MODEL, "--labels", "a,b", locked, check=False, preexec_fn=as_unprivileged())
         self.assertEqual(proc.returncode, 1, proc.err)
         self.assertIn("locked", proc.err)
         self.assertIn("Permission denied", proc.err)
         self.assertNotIn("no image files found", proc.err)
 
-    @unittest.skipIf(os.geteuid() == 0, "root reads folders whatever their permissions")
     def test_recursive_reports_each_unreadable_subfolder(self):
+        os.chmod(self.tmp, 0o755)
         sub = os.path.join(self.folder, "private")
         os.mkdir(sub)
         shutil.copy(os.path.join(IMAGES, "red_square.png"), sub)
         os.chmod(sub, 0)
         proc = run("classify", "--model", MODEL, "--labels", "a,b", "--format", "jsonl", "--recursive",
-                   self.folder, check=False)
+                   self.folder, check=False, preexec_fn=as_unprivileged())
         self.assertEqual(proc.returncode, 1, proc.err)
         rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
         errors = [r for r in rows if "error" in r]

@@ -310,7 +310,7 @@ class HtmlReportTest(unittest.TestCase):
         os.mkdir(target)
         proc = run_cli("classify", "--model", MODEL, "--labels", "a,b", "--format", "html", "--output", target,
                        IMAGES, check=False)
-        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.returncode, 2)  # a usage error, found before the model is loaded
         self.assertIn(b"a-folder", proc.stderr)
         self.assertEqual(os.listdir(target), [])
 

@@ -40,7 +40,7 @@ TEST_CASE("thread pool: thousands of create/destroy cycles never hang") {
     });
 }
 
-TEST_CASE("thread pool: create, run steps, destroy; every task runs exactly once") {
+TEST_CASE("thread pool: create, run steps, destroy, every task runs exactly once") {
     within_seconds(120, "pool create/run/destroy cycles", [] {
         std::atomic<int> bad_steps{0};
         for (int cycle = 0; cycle < 1500; ++cycle) {

@@ -132,7 +132,7 @@ TEST_CASE("save_npy writes a file numpy's reader takes back") {
     CHECK(slurp(dir + "/t.npy").size() % 64 == 24);  // 64-byte aligned header + 24 data bytes
 }
 
-TEST_CASE("read_file: FIFOs, folders and devices refused without blocking; a size limit") {
+TEST_CASE("read_file: FIFOs, folders and devices refused without blocking, a size limit") {
     const std::string dir = test_util::temp_dir("readfile");
     const std::string fifo = dir + "/fifo";
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);

@@ -96,9 +96,7 @@ TEST_CASE("fuzz finding: a PNG chunk longer than the file is refused before stb_
         FAIL("a PNG chunk past the end of the file was accepted");
     } catch (const zeroclip::error& e) {
         CHECK(e.code() == errc::image_decode);
-        CHECK_MESSAGE(std::string(e.what()).find("bomb.png: PNG chunk at byte 33 declares 2046820370 bytes") !=
-                          std::string::npos,
-                      e.what());
+        CHECK_MESSAGE(std::string(e.what()).find("bomb.png: cannot decode PNG image: chunk at byte 33 declares 2046820370 bytes") != std::string::npos, e.what());
     }
     // stb stops at IEND without reading its length: a bad IEND length is not a reason to refuse.
     std::vector<std::uint8_t> odd_end = png;

@@ -358,7 +358,7 @@ TEST_CASE("image hostile: palette indices past PLTE read Pillow's grey ramp (stb
     CHECK(im.pixels == bytes_t{10, 20, 30, 40, 50, 60, 200, 200, 200, 255, 255, 255});  // Pillow 9.4's convert("RGB")
 }
 
-TEST_CASE("image hostile: a PNG wider than 262144 pixels decodes; other formats say why they cannot") {
+TEST_CASE("image hostile: a PNG wider than 262144 pixels decodes, other formats say why they cannot") {
     std::mt19937 rng(6);
     const bytes_t png = random_png(rng, 300000, 1, 8, 0, 0, 6);
     const auto im = zeroclip::decode_image_memory(png.data(), png.size(), "wide.png");

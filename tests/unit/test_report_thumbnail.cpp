@@ -53,7 +53,7 @@ TEST_CASE("make_thumbnail: longest side capped, aspect kept, each pixel the mean
     CHECK(red / (t.width * t.height) == doctest::Approx((200.0 * 200 * 200 - 100 * 200 + 100 * 255) / (400 * 200)).epsilon(0.01));
 }
 
-TEST_CASE("make_thumbnail: small images keep their size; every mode becomes RGB") {
+TEST_CASE("make_thumbnail: small images keep their size, every mode becomes RGB") {
     decoded_image grey = make(30, 20, pixel_mode::l);
     std::fill(grey.pixels.begin(), grey.pixels.end(), 77);
     rgb_image t = make_thumbnail(grey, 160);

@@ -40,6 +40,12 @@ struct png_header {
     ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode PNG image: " + why);
 }
 
+/// Why a chunk declaring more bytes than the file holds is refused (before anything reads it).
+inline std::string png_chunk_past_end(std::uint64_t at, std::uint64_t length) {
+    return "chunk at byte " + std::to_string(at) + " declares " + std::to_string(length) +
+           " bytes, more than the file holds (truncated or corrupt)";
+}
+
 inline std::uint32_t png_be32(const std::uint8_t* p) {
     return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
 }
@@ -93,6 +99,8 @@ public:
                 return 0;
             }
             left_ = png_be32(h);
+            if (next_ + 16 + left_ > src_.size())  // from this CRC: 4 + header 8 + data + CRC 4
+                png_fail(src_.name(), png_chunk_past_end(next_ + 4, left_));
             next_ += 12;
         }
         const std::size_t got = src_.read_at(out, static_cast<std::size_t>(std::min<std::uint64_t>(n, left_)), next_);
@@ -165,6 +173,7 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
             if (!((ch[k] >= 'A' && ch[k] <= 'Z') || (ch[k] >= 'a' && ch[k] <= 'z')))
                 png_fail(name, "broken chunk header at byte " + std::to_string(pos) + " (file corrupt)");
         if (length > 0x7FFFFFFFu) png_fail(name, std::string("chunk '") + type + "' declares an invalid length");
+        if (pos + 12 + length > src.size()) png_fail(name, png_chunk_past_end(pos, length));
         if (std::memcmp(type, "IDAT", 4) == 0) {
             idat_length = length;
             break;
