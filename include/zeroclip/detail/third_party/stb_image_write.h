@@ -1253,14 +1253,14 @@ static const unsigned char zc_stbiw__jpg_ZigZag[] = { 0,1,5,6,14,15,27,28,2,4,7,
 static void zc_stbiw__jpg_writeBits(zc_stbi__write_context *s, int *bitBufP, int *bitCntP, const unsigned short *bs) {
    int bitBuf = *bitBufP, bitCnt = *bitCntP;
    bitCnt += bs[1];
-   bitBuf |= bs[0] << (24 - bitCnt);
+   bitBuf = (int)((unsigned)bitBuf | ((unsigned)bs[0] << (24 - bitCnt)));  /* zeroclip patch: no signed shift overflow */
    while(bitCnt >= 8) {
       unsigned char c = (bitBuf >> 16) & 255;
       zc_stbiw__putc(s, c);
       if(c == 255) {
          zc_stbiw__putc(s, 0);
       }
-      bitBuf <<= 8;
+      bitBuf = (int)((unsigned)bitBuf << 8);  /* zeroclip patch: shifting a negative int is undefined in C++17 */
       bitCnt -= 8;
    }
    *bitBufP = bitBuf;
