@@ -6,7 +6,7 @@
 int main(int argc, char** argv) try {
     if (argc < 3) return std::cerr << "usage: zero_shot_example MODEL IMAGE...\n", 2;
     zeroclip::model model = zeroclip::load_model(argv[1]);
-    zeroclip::zero_shot_classifier<zeroclip::cpu_eigen> classifier(
+    zeroclip::zero_shot_classifier<zeroclip::cpu_backend> classifier(
         model, {"red circle", "blue square", "green triangle"}, {"A photo of a {}."});
     std::vector<std::string> files(argv + 2, argv + argc);
     zeroclip::tensor pixels = zeroclip::load_image_batch(files, model.preprocess_options());

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Generate include/zeroclip/detail/unicode_tables.hpp for zeroclip's CLIP tokenizer.
+"""Generate include/zeroclip/detail/text/unicode_tables.hpp for zeroclip's CLIP tokenizer.
 
 Run with Debian's /usr/bin/python3 (no third-party modules):
 
-    /usr/bin/python3 scripts/gen_unicode_tables.py > include/zeroclip/detail/unicode_tables.hpp
+    /usr/bin/python3 scripts/gen_unicode_tables.py > include/zeroclip/detail/text/unicode_tables.hpp
 
 Everything is taken from the running Python so that the C++ tokenizer reproduces *that* Python's
 str.lower(), str.isspace(), str.strip() and html.unescape() exactly:

@@ -4,7 +4,7 @@
 #   1. checks the GPU, the toolkit and the build dependencies (runs scripts/setup.sh only if
 #      configuring fails for want of them; fails clearly if that is impossible);
 #   2. configures with -DZEROCLIP_USE_CUDA=ON and builds the CUDA tests and the GPU benchmark;
-#   3. runs the CUDA tests (every op against cpu_eigen, the tiny fixtures end to end, real shapes);
+#   3. runs the CUDA tests (every op against cpu_backend, the tiny fixtures end to end, real shapes);
 #   4. runs bench_gpu (ViT-B/32 and RN50, FP32/TF32/FP16/BF16 GEMMs) and the PyTorch reference
 #      timing (tests/bench/bench_torch_gpu.py) for the same shapes, and prints both tables last.
 # Budget: under 5 minutes on an H100 (each step has its own timeout).

@@ -215,7 +215,7 @@ int run_classify(const std::vector<std::string>& argv) {
                          {"--recursive"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
-    if (device == "cpu") return classify_with(a, zeroclip::cpu_eigen{});
+    if (device == "cpu") return classify_with(a, zeroclip::cpu_backend{});
     if (device == "cuda") return classify_with(a, zeroclip::cuda_cublas{});
     throw usage_error("--device must be cpu or cuda");
 }

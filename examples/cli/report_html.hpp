@@ -18,7 +18,7 @@
 #include <thread>
 #include <utility>
 #include <vector>
-#include <zeroclip/detail/utf8.hpp>
+#include <zeroclip/detail/text/utf8.hpp>
 #include <zeroclip/image.hpp>
 #include <zeroclip/io/file.hpp>
 

@@ -33,13 +33,13 @@
 #include <system_error>
 #include <vector>
 
-#include "detail/image_formats.hpp"
-#include "detail/image_source.hpp"
-#include "detail/jpeg_turbo.hpp"
-#include "detail/pil_resample.hpp"
-#include "detail/png_decoder.hpp"
-#include "detail/pnm_decoder.hpp"
-#include "detail/stb_image_impl.hpp"
+#include "detail/image/formats.hpp"
+#include "detail/image/source.hpp"
+#include "detail/image/jpeg_turbo.hpp"
+#include "detail/image/pil_resample.hpp"
+#include "detail/image/png_decoder.hpp"
+#include "detail/image/pnm_decoder.hpp"
+#include "detail/image/stb_image_impl.hpp"
 #include "error.hpp"
 #include "io/file.hpp"
 #include "tensor.hpp"

@@ -24,10 +24,10 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
-#include <zeroclip/detail/unicode_tables.hpp>
-#include <zeroclip/detail/utf8.hpp>
-#include <zeroclip/error.hpp>
-#include <zeroclip/io/file.hpp>
+#include "detail/text/unicode_tables.hpp"
+#include "detail/text/utf8.hpp"
+#include "error.hpp"
+#include "io/file.hpp"
 
 namespace zeroclip {
 

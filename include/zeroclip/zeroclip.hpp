@@ -7,7 +7,7 @@
 //!     zeroclip::tensor txt = model.encode_text(token_ids);            // (M, 77) int32 -> (M, 512)
 //!     zeroclip::tensor logits = model.logits_per_image(img, txt);     // (N, M)
 //!
-//!     zeroclip::zero_shot_classifier<zeroclip::cpu_eigen> classifier(model, {"cat", "dog"});
+//!     zeroclip::zero_shot_classifier<zeroclip::cpu_backend> classifier(model, {"cat", "dog"});
 //!     auto pixels = zeroclip::load_image_batch({"cat.jpg"}, model.preprocess_options());
 //!     auto top = classifier.classify(pixels, /*top_k=*/1);            // top[0][0].label == "cat"
 //!
@@ -15,7 +15,7 @@
 #pragma once
 
 #include "backend/backend.hpp"
-#include "backend/cpu_eigen.hpp"
+#include "backend/cpu/cpu_backend.hpp"
 #include "classifier.hpp"
 #include "error.hpp"
 #include "image.hpp"
@@ -30,20 +30,20 @@
 #include "tensor.hpp"
 #include "tokenizer.hpp"
 #ifdef ZEROCLIP_WITH_CUDA
-#include "backend/cuda_cublas.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #else
-#include "backend/cuda_stub.hpp"
+#include "backend/cuda/stub.hpp"
 #endif
 
 namespace zeroclip {
 
-static_assert(is_backend_v<cpu_eigen>, "cpu_eigen must implement the backend contract");
+static_assert(is_backend_v<cpu_backend>, "cpu_backend must implement the backend contract");
 
 /// A CLIP model on the CPU.
-using model = models::clip_model<cpu_eigen>;
+using model = models::clip_model<cpu_backend>;
 
 /// Loads a model from a Hugging Face CLIP folder or a zeroclip `.safetensors` file.
-template <class Backend = cpu_eigen>
+template <class Backend = cpu_backend>
 models::clip_model<Backend> load_model(const std::string& path, Backend backend = Backend()) {
     return models::clip_model<Backend>(load_checkpoint(path), std::move(backend));
 }

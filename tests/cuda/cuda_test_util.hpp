@@ -1,8 +1,8 @@
 // Helpers of the CUDA tests: the "skip without a GPU" guard, the printed random seed, and
-// comparisons of a GPU result with cpu_eigen's.
+// comparisons of a GPU result with cpu_backend's.
 #pragma once
 
-#include <zeroclip/backend/cuda_cublas.hpp>
+#include <zeroclip/backend/cuda/cuda_backend.hpp>
 #include <zeroclip/zeroclip.hpp>
 
 #include <cstdlib>

@@ -1,4 +1,4 @@
-// The CUDA stub (backend/cuda_stub.hpp), compiled without ZEROCLIP_WITH_CUDA: zeroclip.hpp
+// The CUDA stub (backend/cuda/stub.hpp), compiled without ZEROCLIP_WITH_CUDA: zeroclip.hpp
 // provides zeroclip::cuda_cublas everywhere, it satisfies the backend contract, the whole model
 // compiles with it, and constructing it throws errc::no_cuda with the configure hint.
 #include <zeroclip/zeroclip.hpp>

@@ -1,7 +1,7 @@
 // Whole models on the GPU: the tiny fixtures (loaded with load_model<cuda_cublas>, as a user
-// would) against cpu_eigen (≤ 1e-4 relative) and against the official float64 reference (the
+// would) against cpu_backend (≤ 1e-4 relative) and against the official float64 reference (the
 // fixtures README's tolerances); random models of the real ViT-B/32 and RN50 shapes against
-// cpu_eigen, and the real-size references (tests/real_size.hpp) against the official float64
+// cpu_backend, and the real-size references (tests/real_size.hpp) against the official float64
 // outputs; the reduced-precision modes; concurrent use. Skips without a GPU (or, outside CI, fixtures).
 #include <sys/wait.h>
 
@@ -82,7 +82,7 @@ void check_against_reference(const gpu_model& m, const reference& ref) {
 }
 
 /// GPU and CPU models of the same checkpoint agree within `bound` (relative) on `pixels` and `tokens`.
-void check_gpu_vs_cpu(const gpu_model& g, const models::clip_model<cpu_eigen>& c, const tensor& pixels,
+void check_gpu_vs_cpu(const gpu_model& g, const models::clip_model<cpu_backend>& c, const tensor& pixels,
                       const token_tensor& tokens, double bound) {
     const tensor gi = g.encode_image(pixels), ci = c.encode_image(pixels);
     const tensor gt = g.encode_text(tokens), ct = c.encode_text(tokens);
@@ -123,7 +123,7 @@ const std::string& tiny_rn_file() {
 
 TEST_SUITE("cuda") {
 
-TEST_CASE("tiny-vit (Hugging Face folder) on the GPU matches cpu_eigen and the float64 reference") {
+TEST_CASE("tiny-vit (Hugging Face folder) on the GPU matches cpu_backend and the float64 reference") {
     CUDA_TEST_REQUIRE_GPU();
     CUDA_TEST_REQUIRE_FIXTURE("models/tiny-vit/hf");
     const auto ref = load_reference("tiny-vit");
@@ -135,7 +135,7 @@ TEST_CASE("tiny-vit (Hugging Face folder) on the GPU matches cpu_eigen and the f
     check_against_reference(g, ref);
 }
 
-TEST_CASE("tiny-rn (converted OpenAI state dict) on the GPU matches cpu_eigen and the float64 reference") {
+TEST_CASE("tiny-rn (converted OpenAI state dict) on the GPU matches cpu_backend and the float64 reference") {
     CUDA_TEST_REQUIRE_GPU();
     CUDA_TEST_REQUIRE_TINY_RN();
     const auto ref = load_reference("tiny-rn");
@@ -146,13 +146,13 @@ TEST_CASE("tiny-rn (converted OpenAI state dict) on the GPU matches cpu_eigen an
     check_against_reference(g, ref);
 }
 
-TEST_CASE("random models of the real ViT-B/32 and RN50 shapes: GPU matches cpu_eigen within 1e-4") {
+TEST_CASE("random models of the real ViT-B/32 and RN50 shapes: GPU matches cpu_backend within 1e-4") {
     CUDA_TEST_REQUIRE_GPU();
     for (const auto& cfg : {test_util::vit_b32(), test_util::rn50()}) {
         CAPTURE(cfg.vision.type);
         const checkpoint ck = test_util::random_checkpoint(cfg, cuda_test::seed());
         const gpu_model g(ck, gpu());
-        const models::clip_model<cpu_eigen> c(ck);
+        const models::clip_model<cpu_backend> c(ck);
         check_gpu_vs_cpu(g, c, test_util::random_pixels(3, 224, cuda_test::seed() + 1),
                          test_util::random_tokens(4, 77, 5, 20, cuda_test::seed() + 2), 1e-4);
     }
@@ -167,11 +167,11 @@ TEST_CASE("ViT-B/32, ViT-B/16 and RN50 on the GPU match the official float64 out
     }
 }
 
-TEST_CASE("a small random ResNet with several blocks per stage: GPU matches cpu_eigen within 1e-4") {
+TEST_CASE("a small random ResNet with several blocks per stage: GPU matches cpu_backend within 1e-4") {
     CUDA_TEST_REQUIRE_GPU();
     const auto cfg = test_util::resnet_config(64, {2, 3, 2, 2}, 32, 96, 128, 2);
     const checkpoint ck = test_util::random_checkpoint(cfg, cuda_test::seed() + 3);
-    check_gpu_vs_cpu(gpu_model(ck, gpu()), models::clip_model<cpu_eigen>(ck), test_util::random_pixels(5, 96, 4),
+    check_gpu_vs_cpu(gpu_model(ck, gpu()), models::clip_model<cpu_backend>(ck), test_util::random_pixels(5, 96, 4),
                      test_util::random_tokens(3, 77, 2, 77, 5), 1e-4);
 }
 

@@ -1,4 +1,4 @@
-// cuda_cublas against cpu_eigen, op by op, on random inputs (seed printed with any failure), with
+// cuda_cublas against cpu_backend, op by op, on random inputs (seed printed with any failure), with
 // a bound per op: data movement and exact arithmetic must match bit for bit, FP32 GEMMs and
 // reductions within 1e-5 relative. Sizes are deliberately odd (not multiples of 32) and cover the
 // real CLIP shapes (77-token causal text, 50-token ViT-B/32, the ResNet attention pool).
@@ -16,7 +16,7 @@ using cuda_test::gpu;
 
 namespace {
 
-const cpu_eigen cpu;
+const cpu_backend cpu;
 
 /// Random values from the printed seed; `salt` makes each input of a case different.
 tensor rand_t(shape_t shape, uint64_t salt, float mean = 0.0f, float std_ = 1.0f) {
@@ -150,7 +150,7 @@ TEST_CASE("upload/download round trip, views, reshapes and cheap shared copies")
     survivor = cuda_tensor{};
 }
 
-TEST_CASE("linear and matmul (cublasSgemm) match cpu_eigen within 1e-5") {
+TEST_CASE("linear and matmul (cublasSgemm) match cpu_backend within 1e-5") {
     CUDA_TEST_REQUIRE_GPU();
     for (const auto& mkn : {std::array<int64_t, 3>{37, 70, 51}, {1, 768, 512}, {150, 768, 2304}, {64, 3072, 768}}) {
         const int64_t m = mkn[0], k = mkn[1], n = mkn[2];
@@ -166,7 +166,7 @@ TEST_CASE("linear and matmul (cublasSgemm) match cpu_eigen within 1e-5") {
     CUDA_TEST_CLOSE(down(gpu().linear(up(x3), up(w), cuda_tensor{})), cpu.linear(x3, w, tensor{}), 1e-5);
 }
 
-TEST_CASE("layer_norm, activations, l2_normalize_rows and softmax_rows match cpu_eigen") {
+TEST_CASE("layer_norm, activations, l2_normalize_rows and softmax_rows match cpu_backend") {
     CUDA_TEST_REQUIRE_GPU();
     for (int64_t n : {1, 50, 64, 512, 768, 1031}) {
         CAPTURE(n);
@@ -224,7 +224,7 @@ TEST_CASE("gather_rows, slice_rows, patchify and prepend_row are bit-exact") {
     check_equal(down(gpu().prepend_row(up(x), up(cls), 3)), cpu.prepend_row(x, cls, 3));
 }
 
-TEST_CASE("self_attention (strided-batched GEMMs, causal mask) matches cpu_eigen within 1e-5") {
+TEST_CASE("self_attention (strided-batched GEMMs, causal mask) matches cpu_backend within 1e-5") {
     CUDA_TEST_REQUIRE_GPU();
     struct shape {
         int64_t batch, tokens, width, heads;
@@ -240,7 +240,7 @@ TEST_CASE("self_attention (strided-batched GEMMs, causal mask) matches cpu_eigen
     }
 }
 
-TEST_CASE("attention with separate q, k, v (the ResNet attention pool) matches cpu_eigen within 1e-5") {
+TEST_CASE("attention with separate q, k, v (the ResNet attention pool) matches cpu_backend within 1e-5") {
     CUDA_TEST_REQUIRE_GPU();
     for (const auto& s : {std::array<int64_t, 5>{3, 1, 50, 256, 4}, {2, 5, 9, 64, 2}, {4, 1, 5, 2048, 32}}) {
         const int64_t batch = s[0], tq = s[1], tk = s[2], width = s[3], heads = s[4];
@@ -252,7 +252,7 @@ TEST_CASE("attention with separate q, k, v (the ResNet attention pool) matches c
     }
 }
 
-TEST_CASE("conv2d (im2col + GEMM, folded batch-norm bias), avg_pool2d and spatial_tokens match cpu_eigen") {
+TEST_CASE("conv2d (im2col + GEMM, folded batch-norm bias), avg_pool2d and spatial_tokens match cpu_backend") {
     CUDA_TEST_REQUIRE_GPU();
     struct conv {
         int64_t n, c, h, w, o, kh, kw, stride, pad;
@@ -277,7 +277,7 @@ TEST_CASE("conv2d (im2col + GEMM, folded batch-norm bias), avg_pool2d and spatia
     CUDA_TEST_CLOSE(down(gpu().spatial_tokens(up(feat))), cpu.spatial_tokens(feat), 1e-7);
 }
 
-TEST_CASE("fused ops (linear_activate, linear_add_, conv2d_relu, conv2d_add_relu) match cpu_eigen within 1e-5") {
+TEST_CASE("fused ops (linear_activate, linear_add_, conv2d_relu, conv2d_add_relu) match cpu_backend within 1e-5") {
     CUDA_TEST_REQUIRE_GPU();
     const tensor x = rand_t({37, 70}, 90), w = rand_t({51, 70}, 91, 0.0f, 0.2f), b = rand_t({51}, 92);
     for (activation act : {activation::quick_gelu, activation::gelu}) {

@@ -84,7 +84,7 @@ TEST_CASE("tiny-vit: image files to probabilities match the reference") {
         CHECK_MESSAGE(worst <= logit_limit(i), names[static_cast<size_t>(i)] << " max logit error " << worst);
     }
     // The classifier's probabilities (same prompts as labels with the template "{}").
-    zero_shot_classifier<cpu_eigen> classifier(m, prompts, {"{}"});
+    zero_shot_classifier<cpu_backend> classifier(m, prompts, {"{}"});
     auto top = classifier.classify_embeddings(files.embeddings, static_cast<int>(c));
     for (int64_t i = 0; i < n; ++i) {
         const std::string& name = names[static_cast<size_t>(i)];
@@ -108,7 +108,7 @@ TEST_CASE("tiny-vit: image files to probabilities match the reference") {
 TEST_CASE("prompt ensemble: normalise each prompt, average, normalise again") {
     model m = load_model(fixtures() + "/models/tiny-vit/hf");
     const std::vector<std::string> templates = {"a photo of a {}.", "a drawing of the {}.", "{}"};
-    zero_shot_classifier<cpu_eigen> classifier(m, {"cat", "rocket"}, templates);
+    zero_shot_classifier<cpu_backend> classifier(m, {"cat", "rocket"}, templates);
     tensor classes = classifier.class_embeddings();
     const int64_t d = classes.dim(1);
     for (int c = 0; c < 2; ++c) {
@@ -123,8 +123,8 @@ TEST_CASE("prompt ensemble: normalise each prompt, average, normalise again") {
         for (double v : mean) norm += v * v;
         for (int64_t i = 0; i < d; ++i) CHECK(classes[c * d + i] == doctest::Approx(mean[static_cast<size_t>(i)] / std::sqrt(norm)).epsilon(1e-5));
     }
-    CHECK_THROWS_AS(zero_shot_classifier<cpu_eigen>(m, {}), zeroclip::error);
-    CHECK_THROWS_AS(zero_shot_classifier<cpu_eigen>(m, {"cat"}, {"no slot"}), zeroclip::error);
+    CHECK_THROWS_AS(zero_shot_classifier<cpu_backend>(m, {}), zeroclip::error);
+    CHECK_THROWS_AS(zero_shot_classifier<cpu_backend>(m, {"cat"}, {"no slot"}), zeroclip::error);
     CHECK_THROWS_AS(classifier.classify_embeddings(tensor({1, d}), 0), zeroclip::error);
 }
 

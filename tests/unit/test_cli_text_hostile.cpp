@@ -60,10 +60,10 @@ TEST_CASE("a label given twice is refused, by name") {
     CHECK_THROWS_WITH_AS(check_distinct_labels({"cat", "dog", "cat"}), doctest::Contains("'cat' is given twice"),
                          zeroclip::error);
     const model& m = toy_model();
-    CHECK_THROWS_WITH_AS(zero_shot_classifier<cpu_eigen>(m, {"red circle", "blue square", "red circle"}),
+    CHECK_THROWS_WITH_AS(zero_shot_classifier<cpu_backend>(m, {"red circle", "blue square", "red circle"}),
                          doctest::Contains("given twice"), zeroclip::error);
     // The tokenizer lowercases and collapses spaces: these are one class to the model.
-    CHECK_THROWS_WITH_AS(zero_shot_classifier<cpu_eigen>(m, {"Red Circle", "blue square", "red  circle"}),
+    CHECK_THROWS_WITH_AS(zero_shot_classifier<cpu_backend>(m, {"Red Circle", "blue square", "red  circle"}),
                          doctest::Contains("same prompt"), zeroclip::error);
 }
 
@@ -72,15 +72,15 @@ TEST_CASE("a label cut at the context length is reported by name") {
     std::string long_label;
     for (int i = 0; i < 100; ++i) long_label += "red ";
     long_label += "circle";
-    zero_shot_classifier<cpu_eigen> c(m, {"blue square", long_label});
+    zero_shot_classifier<cpu_backend> c(m, {"blue square", long_label});
     CHECK(c.cut_labels() == std::vector<std::string>{long_label});
     CHECK(texts_cut_by_context(m, {"a short one", long_label}) == std::vector<std::string>{long_label});
-    CHECK(zero_shot_classifier<cpu_eigen>(m, {"blue square", "red circle"}).cut_labels().empty());
+    CHECK(zero_shot_classifier<cpu_backend>(m, {"blue square", "red circle"}).cut_labels().empty());
 }
 
 TEST_CASE("rows that are all zeros or not finite are never ranked") {
     const model& m = toy_model();
-    zero_shot_classifier<cpu_eigen> c(m, {"red circle", "blue square", "green star"});
+    zero_shot_classifier<cpu_backend> c(m, {"red circle", "blue square", "green star"});
     const int64_t d = m.config().embed_dim;
     tensor rows({2, d});
     for (int64_t k = 0; k < d; ++k) rows[k] = static_cast<float>(k % 7) - 3.0f;  // row 0 fine, row 1 all zeros

@@ -109,7 +109,7 @@ TEST_CASE("non-finite results raise errors instead of NaN embeddings, logits or 
     tensor bad = good.clone();
     bad[1] = std::numeric_limits<float>::infinity();
     CHECK_THROWS_WITH_AS(m.logits_per_image(bad, text), doctest::Contains("logit"), zeroclip::error);
-    zero_shot_classifier<cpu_eigen> classifier(m, {"cat", "dog"});
+    zero_shot_classifier<cpu_backend> classifier(m, {"cat", "dog"});
     CHECK_THROWS_WITH_AS(classifier.classify_embeddings(bad, 1), doctest::Contains("not finite"), zeroclip::error);
     CHECK(classifier.classify_embeddings(good, 1).size() == 2);
     CHECK_THROWS_AS(contrastive_loss(good, text, std::numeric_limits<double>::infinity()), zeroclip::error);

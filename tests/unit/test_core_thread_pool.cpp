@@ -1,7 +1,7 @@
 // The CPU backend's thread pool under stress: thousands of pools created, used and destroyed
 // (a worker that started after the destructor bumped the epoch used to wait forever, so exit
 // hung), and every task of every step run exactly once. Built once under ThreadSanitizer too.
-#include <zeroclip/detail/cpu_parallel.hpp>
+#include <zeroclip/backend/cpu/parallel.hpp>
 
 #include <doctest/doctest.h>
 

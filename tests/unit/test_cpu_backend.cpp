@@ -41,7 +41,7 @@ double quick_gelu(double x) { return x / (1 + std::exp(-1.702 * x)); }
 
 TEST_CASE("cpu backend: linear and its fused forms match a double-precision reference at every edge") {
     std::mt19937 rng(11);
-    const cpu_eigen be;
+    const cpu_backend be;
     for (int64_t m : {1, 2, 5, 6, 7, 13, 19, 20, 23, 50, 97})
         for (int64_t k : {1, 3, 8, 9, 255, 256, 257, 600})
             for (int64_t n : {1, 15, 16, 17, 33, 64, 65, 130}) {
@@ -76,7 +76,7 @@ TEST_CASE("cpu backend: linear and its fused forms match a double-precision refe
 }
 
 TEST_CASE("cpu backend: matmul, and products over K = 0") {
-    const cpu_eigen be;
+    const cpu_backend be;
     std::mt19937 rng(3);
     const tensor a = random_tensor({7, 5}, rng), v = random_tensor({5, 9}, rng);
     std::vector<double> ref(63);
@@ -121,7 +121,7 @@ std::vector<double> reference_conv(const tensor& x, const tensor& w, const tenso
 
 TEST_CASE("cpu backend: convolutions (1x1, 3x3, strided, padded) with fused ReLU and residual") {
     std::mt19937 rng(5);
-    const cpu_eigen be;
+    const cpu_backend be;
     struct shape {
         int64_t n, c, h, w, o, k, stride, pad;
     };
@@ -157,7 +157,7 @@ TEST_CASE("cpu backend: convolution weights laid out at first use follow the wei
     // Winograd transform of a 3x3 weight, the packed operand of a 1x1 or strided one), by address
     // and owner: a new weight in freed memory, or another view of the same memory, must not reuse it.
     std::mt19937 rng(9);
-    const cpu_eigen be;
+    const cpu_backend be;
     const tensor x = random_tensor({1, 64, 6, 5}, rng), b = random_tensor({8}, rng);
     for (const int64_t k : {3, 1}) {
         CAPTURE(k);
@@ -176,7 +176,7 @@ TEST_CASE("cpu backend: convolution weights laid out at first use follow the wei
 
 TEST_CASE("cpu backend: attention on strided q, k, v rows, causal or not") {
     std::mt19937 rng(7);
-    const cpu_eigen be;
+    const cpu_backend be;
     for (int64_t batch : {1, 3})
         for (int64_t t : {1, 2, 9, 50})
             for (bool causal : {false, true}) {
@@ -214,7 +214,7 @@ TEST_CASE("cpu backend: attention on strided q, k, v rows, causal or not") {
 
 TEST_CASE("cpu backend: row ops (layer norm, activations, softmax) against double precision") {
     std::mt19937 rng(9);
-    const cpu_eigen be;
+    const cpu_backend be;
     for (int64_t n : {1, 7, 8, 9, 768, 1000}) {
         CAPTURE(n);
         const tensor x = random_tensor({5, n}, rng), w = random_tensor({n}, rng), b = random_tensor({n}, rng);
@@ -243,7 +243,7 @@ TEST_CASE("cpu backend: row ops (layer norm, activations, softmax) against doubl
 
 TEST_CASE("cpu backend: 2x2 and 3x3 average pooling, odd sizes") {
     std::mt19937 rng(13);
-    const cpu_eigen be;
+    const cpu_backend be;
     for (int64_t k : {2, 3})
         for (int64_t size : {5, 17, 35}) {
             const tensor x = random_tensor({2, 3, size, size + 1}, rng);

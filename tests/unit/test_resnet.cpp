@@ -90,13 +90,13 @@ TEST_CASE("tiny-rn converted by weights_tools/convert.py matches the float64 ref
 TEST_CASE("tiny-rn stem, stages and attention pool match the reference activations of image 0") {
     auto ref = load_reference("tiny-rn");
     const checkpoint ckpt = load_checkpoint(tiny_rn_file());
-    const cpu_eigen be;
+    const cpu_backend be;
     // The encoder's own parts, run one after the other as forward() does.
-    auto net = models::modified_resnet<cpu_eigen>::load(ckpt.weights.scope("visual"), be, ckpt.config.vision,
+    auto net = models::modified_resnet<cpu_backend>::load(ckpt.weights.scope("visual"), be, ckpt.config.vision,
                                                         ckpt.config.embed_dim);
     tensor x = net.stem(be, ref.pixels.slice_rows(0, 1));
     CHECK(relative_error(x, ref.f64("debug_vision_stem")) <= 2e-5);
-    const std::vector<models::bottleneck<cpu_eigen>>* stages[4] = {&net.layer1, &net.layer2, &net.layer3,
+    const std::vector<models::bottleneck<cpu_backend>>* stages[4] = {&net.layer1, &net.layer2, &net.layer3,
                                                                     &net.layer4};
     for (int s = 0; s < 4; ++s) {
         CAPTURE(s);

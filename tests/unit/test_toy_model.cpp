@@ -45,9 +45,9 @@ TEST_CASE("default model: zero-shot accuracy in C++ and agreement with PyTorch")
     REQUIRE(items.size() == static_cast<size_t>(e.pixels.dim(0)));
     const tensor embeddings = m.encode_image(e.pixels);
 
-    zero_shot_classifier<cpu_eigen> full(m, strings(e.spec["labels"]), {e.spec["template"]});
-    zero_shot_classifier<cpu_eigen> colours(m, strings(e.spec["colours"]), {e.spec["colour_template"]});
-    zero_shot_classifier<cpu_eigen> shapes(m, strings(e.spec["shapes"]), {e.spec["shape_template"]});
+    zero_shot_classifier<cpu_backend> full(m, strings(e.spec["labels"]), {e.spec["template"]});
+    zero_shot_classifier<cpu_backend> colours(m, strings(e.spec["colours"]), {e.spec["colour_template"]});
+    zero_shot_classifier<cpu_backend> shapes(m, strings(e.spec["shapes"]), {e.spec["shape_template"]});
     auto top_full = full.classify_embeddings(embeddings, 1);
     auto top_colour = colours.classify_embeddings(embeddings, 1);
     auto top_shape = shapes.classify_embeddings(embeddings, 1);
@@ -94,7 +94,7 @@ TEST_CASE("default model: zero-shot accuracy in C++ and agreement with PyTorch")
 TEST_CASE("default model: the bundled example images get their labels") {
     model m = load_model(test_util::source_dir() + "/examples/models/zeroclip-toy-vit.safetensors");
     const auto labels = read_lines_file(test_util::source_dir() + "/examples/labels.txt");
-    zero_shot_classifier<cpu_eigen> classifier(m, labels);
+    zero_shot_classifier<cpu_backend> classifier(m, labels);
     std::vector<std::string> files;
     for (const auto& entry : std::filesystem::directory_iterator(test_util::source_dir() + "/examples/images"))
         files.push_back(entry.path().string());

@@ -1,5 +1,5 @@
 //! The backend contract: the only operations model code (nn/, models/) may call. A backend is a
-//! class with a `tensor` type (host memory for cpu_eigen, device memory for cuda_cublas) and the
+//! class with a `tensor` type (host memory for cpu_backend, device memory for cuda_cublas) and the
 //! const member functions below; `is_backend_v<B>` checks a type at compile time.
 //!
 //!  memory      upload(host) -> tensor, download(tensor) -> host tensor

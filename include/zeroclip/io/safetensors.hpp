@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "../detail/cpu_convert.hpp"
-#include "../detail/half.hpp"
-#include "../detail/mmap.hpp"
+#include "../detail/io/convert.hpp"
+#include "../detail/io/half.hpp"
+#include "../detail/io/mmap.hpp"
 #include "../tensor.hpp"
 #include "file.hpp"
 

@@ -1,7 +1,7 @@
 //! The device kernels of the cuda_cublas backend, as CUDA C source in a string, compiled at run
 //! time with NVRTC (once per process and device) for the device's compute capability. This keeps
 //! zeroclip header-only: no nvcc, no .cu file, no separately built library (tiny-cuda-nn's
-//! rtc_kernel.h idea). Every kernel mirrors one cpu_eigen loop, in the same float arithmetic
+//! rtc_kernel.h idea). Every kernel mirrors one cpu_backend loop, in the same float arithmetic
 //! order, so results match the CPU to a few ulps (reductions accumulate in double like the CPU's
 //! layer norm). `compile_kernels` needs NVRTC only, not a GPU, so tests can check the source.
 //! Compiled images are cached on disk (see cached_kernels_for) so only a process's first run on a
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_check.hpp"
+#include "check.hpp"
 
 namespace zeroclip::detail::cuda {
 
@@ -94,7 +94,7 @@ __device__ double block_sum(double v, double* shared) {
 }
 
 // One block per row of n values: mean and variance in double (two passes), then
-// y = (x - mean) * rstd * w + b in float, as cpu_eigen::layer_norm.
+// y = (x - mean) * rstd * w + b in float, as cpu_backend::layer_norm.
 extern "C" __global__ void zc_layer_norm(const float* __restrict__ x, const float* __restrict__ w,
                                          const float* __restrict__ b, float* __restrict__ y, int n,
                                          double eps) {
@@ -154,7 +154,7 @@ extern "C" __global__ void zc_add_broadcast(float* x, const float* r, i64 n, i64
 }
 
 // The epilogue of a convolution, NCHW: y (N, C, plane) = act((y + residual) + bias[c]), in
-// cpu_eigen's order (residual and bias may be null; bias is the folded batch norm's shift).
+// cpu_backend's order (residual and bias may be null; bias is the folded batch norm's shift).
 extern "C" __global__ void zc_channel_bias_act(float* y, const float* bias, const float* residual, i64 n,
                                                i64 channels, i64 plane, int act) {
     GRID_STRIDE(i, n) {
@@ -288,7 +288,7 @@ extern "C" __global__ void zc_im2col(const float* __restrict__ x, float* __restr
 }
 
 // nn.AvgPool2d(k): x (P, H, W) planes -> y (P, H/k, W/k), windows summed in (ky, kx) order then
-// multiplied by 1/k², as cpu_eigen::avg_pool2d.
+// multiplied by 1/k², as cpu_backend::avg_pool2d.
 extern "C" __global__ void zc_avg_pool2d(const float* __restrict__ x, float* __restrict__ y, i64 planes, int h,
                                          int w, int k, float inv) {
     const int oh = h / k, ow = w / k;

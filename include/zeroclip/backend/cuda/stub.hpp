@@ -1,5 +1,5 @@
 //! The cuda_cublas of a build without CUDA (ZEROCLIP_WITH_CUDA undefined): the same API as
-//! backend/cuda_cublas.hpp, so `clip_model<cuda_cublas>` and a `--device cuda` flag compile
+//! backend/cuda/cuda_backend.hpp, so `clip_model<cuda_cublas>` and a `--device cuda` flag compile
 //! everywhere, but the constructor throws errc::no_cuda (candle's dummy_cuda_backend.rs).
 //! device_count() is 0. No CUDA header is included.
 #pragma once
@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "../models/config.hpp"
-#include "../tensor.hpp"
-#include "backend.hpp"
-#include "cuda_options.hpp"
+#include "../../models/config.hpp"
+#include "../../tensor.hpp"
+#include "../backend.hpp"
+#include "options.hpp"
 
 namespace zeroclip {
 

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
-#include "image_source.hpp"
+#include "../../error.hpp"
+#include "source.hpp"
 
 namespace zeroclip::detail {
 

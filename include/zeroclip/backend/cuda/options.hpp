@@ -5,13 +5,13 @@
 
 #include <string>
 
-#include "../error.hpp"
+#include "../../error.hpp"
 
 namespace zeroclip {
 
 /// How cuda_cublas computes matrix products (element-wise ops are always FP32).
 enum class cuda_math {
-    fp32,  ///< cublasSgemm: IEEE float32, matches cpu_eigen to ~1e-6 relative (the default)
+    fp32,  ///< cublasSgemm: IEEE float32, matches cpu_backend to ~1e-6 relative (the default)
     tf32,  ///< tensor cores with inputs rounded to TF32 (10-bit mantissa), FP32 accumulation
     fp16,  ///< tensor cores with inputs rounded to FP16 inside cuBLAS, FP32 accumulation/output
     bf16,  ///< as fp16 with bfloat16 inputs (8-bit mantissa, FP32 range)

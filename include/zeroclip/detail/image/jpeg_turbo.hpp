@@ -21,8 +21,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-#include "../error.hpp"
-#include "image_source.hpp"
+#include "../../error.hpp"
+#include "source.hpp"
 
 namespace zeroclip::detail {
 

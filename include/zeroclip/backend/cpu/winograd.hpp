@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu_gemm.hpp"
+#include "gemm.hpp"
 
 namespace zeroclip::detail::cpu {
 

@@ -15,8 +15,8 @@
 #include <memory>
 #include <new>
 
-#include "cpu_alloc.hpp"
-#include "cpu_parallel.hpp"
+#include "../../backend/cpu/alloc.hpp"
+#include "../../backend/cpu/parallel.hpp"
 #include "half.hpp"
 
 #if defined(__F16C__) || defined(__AVX2__)

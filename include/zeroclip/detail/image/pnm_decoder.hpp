@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
-#include "image_formats.hpp"
-#include "image_source.hpp"
+#include "../../error.hpp"
+#include "formats.hpp"
+#include "source.hpp"
 
 namespace zeroclip::detail {
 

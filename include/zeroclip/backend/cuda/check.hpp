@@ -16,7 +16,7 @@
 #include <mutex>
 #include <string>
 
-#include "../error.hpp"
+#include "../../error.hpp"
 
 #if !defined(CUDART_VERSION) || CUDART_VERSION < 12000
 #error "zeroclip's CUDA backend needs the CUDA toolkit 12.0 or newer"

@@ -23,8 +23,8 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu_parallel.hpp"
-#include "cpu_vec.hpp"
+#include "parallel.hpp"
+#include "vec.hpp"
 
 namespace zeroclip::detail::cpu {
 

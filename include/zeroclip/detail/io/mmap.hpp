@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
-#include "../io/file.hpp"
+#include "../../error.hpp"
+#include "../../io/file.hpp"
 
 namespace zeroclip::detail {
 
