@@ -118,26 +118,23 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
                   << "-token context: cut to fit\n";
     zeroclip_cli::progress_bar bar("images");
     options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
-    auto result = zeroclip::embed_image_files(model, files, options);
-    // Only the images that were embedded are ranked: a failed image's row has no direction.
-    std::vector<size_t> ok;
-    for (size_t i = 0; i < files.size(); ++i)
-        if (result.errors[i].empty()) ok.push_back(i);
+    // Each batch is ranked as it arrives, on the backend; only the images that were embedded are
+    // ranked (a failed image has no direction).
     std::vector<std::vector<zeroclip::prediction>> top(files.size());
-    if (!ok.empty()) {
-        const int64_t d = result.embeddings.dim(1);
-        zeroclip::tensor embedded({static_cast<int64_t>(ok.size()), d});
-        for (size_t r = 0; r < ok.size(); ++r)
-            std::copy_n(result.embeddings.data() + static_cast<int64_t>(ok[r]) * d, d, embedded.data() + static_cast<int64_t>(r) * d);
-        auto ranked = classifier->classify_embeddings(embedded, top_k);
-        for (size_t r = 0; r < ok.size(); ++r) top[ok[r]] = std::move(ranked[r]);
-    }
+    std::vector<std::string> file_errors(files.size());
+    zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<Backend>& batch) {
+        for (size_t i = 0; i < batch.errors.size(); ++i) file_errors[batch.first + i] = batch.errors[i];
+        const std::vector<size_t> ok = batch.succeeded();
+        if (ok.empty()) return;
+        auto ranked = classifier->classify_embeddings(batch.embeddings, top_k);
+        for (size_t r = 0; r < ok.size(); ++r) top[batch.first + ok[r]] = std::move(ranked[r]);
+    }, options);
 
     // Rows: the folders that could not be read, then the images in order.
     std::vector<std::string> paths, errors;
     std::vector<size_t> image_of;
     for (const auto& p : problems) paths.push_back(p.path), errors.push_back(p.message), image_of.push_back(SIZE_MAX);
-    for (size_t i = 0; i < files.size(); ++i) paths.push_back(files[i]), errors.push_back(result.errors[i]), image_of.push_back(i);
+    for (size_t i = 0; i < files.size(); ++i) paths.push_back(files[i]), errors.push_back(file_errors[i]), image_of.push_back(i);
 
     int failed = 0;
     nlohmann::json all = nlohmann::json::array();

@@ -82,7 +82,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         options.decode = zeroclip_cli::decode_mode_from(a);
         options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
         auto r = zeroclip::embed_image_files(m, files, options);
-        unit = m.backend().l2_normalize_rows(r.embeddings);
+        unit = std::move(r.embeddings);  // L2-normalised rows
         for (size_t i = 0; i < files.size(); ++i) {
             if (!r.errors[i].empty()) {
                 std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(r.errors[i]) << " (no row written)\n";
@@ -160,7 +160,7 @@ int run_embed(const std::vector<std::string>& argv) {
     zeroclip::model m = zeroclip::load_model(model_path);
     auto finish = [&](zeroclip::tensor e, const char* what) {
         check_finite_embeddings(e, model_path, what);
-        return a.has("--normalize") ? m.backend().l2_normalize_rows(e) : e;
+        return a.has("--normalize") ? zeroclip::nn::unit_rows(m.backend(), e) : e;
     };
     nlohmann::json j = nlohmann::json::object();
     zeroclip::tensor image_embeds, text_embeds;
