@@ -194,17 +194,13 @@ def prompts(fixtures):
 
 def run(model, image, tokens):
     import torch
+    sys.path.insert(0, ROOT)
+    from weights_tools.train_toy import clip_scores
     with torch.no_grad():
-        img = model.encode_image(image)
-        txt = model.encode_text(tokens)
-        img_n = img / img.norm(dim=1, keepdim=True)
-        txt_n = txt / txt.norm(dim=1, keepdim=True)
-        scale = model.logit_scale.exp()
-        logits = scale * img_n @ txt_n.t()
-        probs = logits.softmax(dim=-1)
-    return {"image_embeds": img.numpy(), "text_embeds": txt.numpy(), "image_embeds_norm": img_n.numpy(),
-            "text_embeds_norm": txt_n.numpy(), "logits_per_image": logits.numpy(), "probs": probs.numpy(),
-            "logit_scale_exp": np.array([scale.item()])}
+        out = clip_scores(model, image, tokens)
+        out["probs"] = out["logits_per_image"].softmax(dim=-1)
+    scale = out.pop("logit_scale_exp")
+    return dict({k: v.numpy() for k, v in out.items()}, logit_scale_exp=np.array([scale.item()]))
 
 
 def rel(a, b):

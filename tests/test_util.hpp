@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <vector>
 #include <unistd.h>
 #include <zeroclip/io/npy.hpp>
 #include <zeroclip/tensor.hpp>
@@ -122,6 +124,24 @@ double one_minus_cos(const A& a, const B& b, int64_t row, int64_t w) {
     }
     const double result = 1.0 - dot / std::sqrt(na * nb);
     return std::isfinite(result) ? result : HUGE_VAL;
+}
+
+/// The 54-byte header of a 24-bit BMP declaring `width` x `height` (a negative height is
+/// top-down), with no pixels: what the hostile-size tests feed the decoders.
+inline std::vector<uint8_t> bmp_header(int32_t width, int32_t height) {
+    std::vector<uint8_t> bmp(54, 0);
+    bmp[0] = 'B';
+    bmp[1] = 'M';
+    auto put32 = [&](size_t at, uint32_t v) {
+        for (size_t i = 0; i < 4; ++i) bmp[at + i] = static_cast<uint8_t>(v >> (8 * i));
+    };
+    put32(10, 54);  // pixel data offset
+    put32(14, 40);  // BITMAPINFOHEADER
+    put32(18, static_cast<uint32_t>(width));
+    put32(22, static_cast<uint32_t>(height));
+    bmp[26] = 1;   // planes
+    bmp[28] = 24;  // bits per pixel
+    return bmp;
 }
 
 }  // namespace test_util

@@ -25,7 +25,6 @@ import sys
 import time
 import unicodedata
 from collections import OrderedDict
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -35,7 +34,9 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
 import toy_world as tw  # noqa: E402
+from weights_tools.clip_arch import bytes_to_unicode  # noqa: E402  (the one byte alphabet)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,20 +49,6 @@ SHAPE_TEMPLATE = "A photo of a {}."
 # =============================================================================================
 # Tokenizer: OpenAI clip/simple_tokenizer.py, with ftfy = identity and the `regex` pattern
 # emulated with unicodedata (the `regex` module is not installed here).
-@lru_cache()
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(2 ** 8):
-        if b not in bs:
-            bs.append(b)
-            cs.append(2 ** 8 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def get_pairs(word):
     return set(zip(word[:-1], word[1:]))
 
@@ -382,13 +369,21 @@ class CLIP(nn.Module):
         return x[torch.arange(x.shape[0]), eot_pos] @ self.text_projection
 
     def forward(self, image, text):
-        image_features = self.encode_image(image)
-        text_features = self.encode_text(text)
-        image_features = image_features / image_features.norm(dim=1, keepdim=True)
-        text_features = text_features / text_features.norm(dim=1, keepdim=True)
-        logit_scale = self.logit_scale.exp()
-        logits_per_image = logit_scale * image_features @ text_features.t()
+        logits_per_image = clip_scores(self, image, text)["logits_per_image"]
         return logits_per_image, logits_per_image.t()
+
+
+def clip_scores(model, image, text):
+    """OpenAI's CLIP.forward, keeping its intermediates (any model with encode_image, encode_text
+    and logit_scale: this file's CLIP or clip.model.CLIP): the embeddings, their L2-normalised rows,
+    exp(logit_scale) and logits_per_image = exp(logit_scale) * cosine."""
+    img = model.encode_image(image)
+    txt = model.encode_text(text)
+    img_n = img / img.norm(dim=1, keepdim=True)
+    txt_n = txt / txt.norm(dim=1, keepdim=True)
+    scale = model.logit_scale.exp()
+    return {"image_embeds": img, "text_embeds": txt, "image_embeds_norm": img_n, "text_embeds_norm": txt_n,
+            "logit_scale_exp": scale, "logits_per_image": scale * img_n @ txt_n.t()}
 
 
 # =============================================================================================

@@ -102,13 +102,13 @@ int run_tokenize(const std::vector<std::string>& argv) {
     if (texts.empty() && !stdin_read) throw zeroclip_cli::usage_error("no TEXT given (or use --stdin)");
 
     const zeroclip::tokenizer tok = load_tokenizer(a);
-    const zeroclip::token_matrix ids = tok.tokenize(texts, options);
+    const zeroclip::token_tensor ids = tok.tokenize(texts, options);
     std::string out = "[";
-    for (std::size_t r = 0; r < ids.rows; ++r) {
+    for (int64_t r = 0; r < ids.dim(0); ++r) {
         out += r ? ",\n [" : "[";
-        for (std::size_t c = 0; c < ids.cols; ++c) {
+        for (int64_t c = 0; c < ids.dim(1); ++c) {
             if (c) out += ", ";
-            out += std::to_string(ids(r, c));
+            out += std::to_string(ids[r * ids.dim(1) + c]);
         }
         out += "]";
     }

@@ -48,8 +48,8 @@ private:
     errc code_;
 };
 
-/// Alias with the capitalised spelling some users expect.
-using Error = error;
+/// 0.1's second spelling, kept so code written against it compiles; write `error`.
+using Error [[deprecated("zeroclip::Error is zeroclip::error")]] = error;
 
 }  // namespace zeroclip
 

@@ -132,7 +132,7 @@ inline std::string trim(const std::string& s) {
 }  // namespace detail
 
 /// Largest labels, templates or texts file read_lines_file accepts (a million captions fit).
-constexpr std::uint64_t max_lines_file_bytes = std::uint64_t{256} << 20;
+constexpr uint64_t max_lines_file_bytes = uint64_t{256} << 20;
 
 /// Non-empty trimmed lines of a text file (labels, templates or texts, one per line, `what` names
 /// which in messages); lines starting with '#' are comments and a UTF-8 byte-order mark is

@@ -20,6 +20,7 @@
 #include "error.hpp"
 #include "image.hpp"
 #include "io/checkpoint.hpp"
+#include "io/config_json.hpp"
 #include "io/file.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
@@ -36,8 +37,6 @@
 #endif
 
 namespace zeroclip {
-
-static_assert(is_backend_v<cpu_backend>, "cpu_backend must implement the backend contract");
 
 /// A CLIP model on the CPU.
 using model = models::clip_model<cpu_backend>;

@@ -90,8 +90,7 @@ prompt_sets make_prompts(const std::string& imagenet_json, int count, int count_
 zeroclip::token_tensor tokenize(const zeroclip::tokenizer& tok, const std::vector<std::string>& texts) {
     zeroclip::tokenize_options o;
     o.truncate = true;
-    const zeroclip::token_matrix m = tok.tokenize(texts, o);
-    return zeroclip::token_tensor({static_cast<int64_t>(m.rows), static_cast<int64_t>(m.cols)}, m.data);
+    return tok.tokenize(texts, o);
 }
 
 void write_i32(const std::string& path, const zeroclip::token_tensor& t) {

@@ -10,25 +10,20 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
 import tempfile
 import unittest
 
 import numpy as np
 
-CLI = os.environ.get("ZEROCLIP_CLI", "")
-SOURCE = os.environ.get("ZEROCLIP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-MODEL = os.path.join(SOURCE, "examples/models/zeroclip-toy-vit.safetensors")
-IMAGES = os.path.join(SOURCE, "examples/images")
+import cli_util
+from cli_util import SOURCE, needs_binary
+from cli_util import EXAMPLE_IMAGES as IMAGES
+from cli_util import TOY_MODEL as MODEL
 
 
 def run(*args, check=True, timeout=120, preexec_fn=None):
     """Runs the CLI; stdout is kept as bytes (decoded by the tests, strictly)."""
-    proc = subprocess.run([CLI, *args], capture_output=True, timeout=timeout, preexec_fn=preexec_fn)
-    proc.err = proc.stderr.decode("utf-8", "replace")
-    if check and proc.returncode != 0:
-        raise AssertionError(f"zeroclip {args} exited {proc.returncode}: {proc.err}")
-    return proc
+    return cli_util.run(*args, check=check, timeout=timeout, text=False, preexec_fn=preexec_fn)
 
 
 def as_unprivileged():
@@ -67,7 +62,7 @@ def unescape(text):
     return bytes(out)
 
 
-@unittest.skipUnless(CLI and os.path.exists(CLI), "ZEROCLIP_CLI is not set to the built binary")
+@needs_binary
 class HostileInputTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="zeroclip_hostile_")

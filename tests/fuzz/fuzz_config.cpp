@@ -1,7 +1,7 @@
 //! libFuzzer target: the model configs. The same bytes are parsed as zeroclip's config (the
 //! `zeroclip.config` metadata), as a Hugging Face config.json and as its preprocessor_config.json.
 //! An accepted config must pass the loader's own range checks and survive a to_json round trip.
-#include <zeroclip/models/config.hpp>
+#include <zeroclip/io/config_json.hpp>
 
 #include "fuzz_common.hpp"
 

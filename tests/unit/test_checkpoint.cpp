@@ -86,7 +86,7 @@ TEST_CASE("malformed safetensors files give clear errors") {
 TEST_CASE("a truncated checkpoint file is refused before use") {
     std::string dir = copy_tiny_vit("truncated");
     std::string path = dir + "/model.safetensors";
-    std::string bytes = detail::read_text_file(path);
+    std::string bytes = read_file(path);
     std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     CHECK_THROWS_WITH_AS(load_model(dir), doctest::Contains("may be truncated"), zeroclip::error);
 }
@@ -123,7 +123,7 @@ TEST_CASE("missing tensors, wrong shapes and wrong dtypes name the tensor") {
     SUBCASE("integer dtype where floats are needed") {
         // An integer tensor under a weight's name is reported with its dtype, not as missing.
         save_safetensors(dir + "/model.safetensors", tensors);
-        std::string bytes = detail::read_text_file(dir + "/model.safetensors");
+        std::string bytes = read_file(dir + "/model.safetensors");
         auto at = bytes.find("\"text_model.final_layer_norm.bias\":{\"data_offsets\":");
         REQUIRE(at != std::string::npos);
         auto dt = bytes.find("\"F16\"", at);

@@ -172,13 +172,13 @@ TEST_CASE("a merges.txt without merges is an error, not per-character tokenizati
     std::ofstream(dir + "/merges.txt", std::ios::binary) << "\n\n";
     expect_load_error(dir, errc::format, {"no merges"});
     const std::string vocab = test_util::fixtures() + "/models/tiny-vit/hf/vocab.json";
-    CHECK_THROWS_WITH_AS(tokenizer::from_hf(detail::read_binary_file(vocab), "#version: 0.2\n"),
+    CHECK_THROWS_WITH_AS(tokenizer::from_hf(read_file(vocab), "#version: 0.2\n"),
                          doctest::Contains("no BPE merges"), zeroclip::error);
     CHECK_THROWS_WITH_AS(tokenizer::from_stored(""), doctest::Contains("no BPE merges"), zeroclip::error);
 }
 
 TEST_CASE("a vocab.json that is not a {string: int} object is an error") {
-    const std::string merges = detail::read_binary_file(tiny_hf + "/merges.txt");
+    const std::string merges = read_file(tiny_hf + "/merges.txt");
     for (const char* vocab : {"[1, 2, 3]", "\"vocab\"", "{\"a\": \"1\"}", "{\"a\": 1.5}", "{\"a\": true}",
                               "{\"a\": -1}", "{\"a\": 4294967296}", "{\"a\": {}}"}) {
         CAPTURE(vocab);
@@ -234,7 +234,7 @@ TEST_CASE("a gzip'd BPE file that inflates without bound is stopped") {
 }
 
 TEST_CASE("a vocab.json with a few ids near 2^24 is refused, not allocated 16M entries long") {
-    const std::string merges = detail::read_binary_file(tiny_hf + "/merges.txt");
+    const std::string merges = read_file(tiny_hf + "/merges.txt");
     CHECK_THROWS_WITH_AS(
         tokenizer::from_hf(R"({"<|startoftext|>": 0, "<|endoftext|>": 16777215})", merges, "v.json"),
         doctest::Contains("far beyond"), zeroclip::error);

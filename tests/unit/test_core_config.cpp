@@ -1,7 +1,7 @@
 // Config values are validated for type and range, never coerced: an integer key must hold a JSON
 // integer within its bounds, image_mean/std exactly 3 finite numbers, layer_norm_eps a finite
 // number > 0. Every error is errc::format naming the file, the key and the bad value.
-#include <zeroclip/models/config.hpp>
+#include <zeroclip/io/config_json.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-// The CPU backend's own kernels (detail/cpu_gemm.hpp, cpu_vec.hpp, cpu_convert.hpp) against plain
+// The CPU backend's own kernels (backend/cpu/gemm.hpp, vec.hpp; detail/io/convert.hpp) against plain
 // double-precision loops, over the shapes where blocked code goes wrong: edges of every tile and
 // panel size, K blocks, tiny and empty dimensions, the fused epilogues, strided attention rows,
 // NCHW convolutions with padding and stride, and F16 / BF16 conversion of every 16-bit pattern.
@@ -268,7 +268,7 @@ TEST_CASE("cpu backend: F16 and BF16 conversion is exact for every 16-bit patter
         bytes[2 * v + 2] = static_cast<unsigned char>(v >> 8);
     }
     std::vector<float> out(65536);
-    detail::cpu::f16_to_f32(bytes.data() + 1, out.data(), 65536);
+    detail::f16_to_f32(bytes.data() + 1, out.data(), 65536);
     int vector_vs_scalar = 0, scalar_vs_ieee = 0;
     for (uint32_t v = 0; v < 65536; ++v) {
         const float want = detail::f16_to_f32(static_cast<uint16_t>(v));
@@ -295,7 +295,7 @@ TEST_CASE("cpu backend: F16 and BF16 conversion is exact for every 16-bit patter
     CHECK(detail::f16_to_f32(0x0400) == std::ldexp(1.0f, -14));
     CHECK(detail::f16_to_f32(0x0001) == std::ldexp(1.0f, -24));
     CHECK(detail::f16_to_f32(0x3555) == 0.333251953125f);
-    detail::cpu::bf16_to_f32(bytes.data() + 1, out.data(), 65536);
+    detail::bf16_to_f32(bytes.data() + 1, out.data(), 65536);
     int bf16_wrong = 0;
     for (uint32_t v = 0; v < 65536; ++v) {
         // bfloat16 is by definition the top half of a float32.

@@ -447,18 +447,7 @@ TEST_CASE("image: declared sizes over the pixel limit are refused before decodin
     CHECK(msg.find("bomb.png") != std::string::npos);
 
     // A BMP header declaring 100000 x -100000 (top-down).
-    std::vector<std::uint8_t> bmp(54, 0);
-    bmp[0] = 'B';
-    bmp[1] = 'M';
-    auto put32 = [&](std::size_t at, std::uint32_t v) {
-        for (int i = 0; i < 4; ++i) bmp[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
-    };
-    put32(10, 54);
-    put32(14, 40);
-    put32(18, 100000);
-    put32(22, 0u - 100000u);
-    bmp[26] = 1;
-    bmp[28] = 24;
+    const std::vector<std::uint8_t> bmp = test_util::bmp_header(100000, -100000);
     CHECK(error_code_of([&] { zeroclip::decode_image_memory(bmp.data(), bmp.size(), "bomb.bmp"); }, &msg) ==
           zeroclip::errc::image_decode);
     CHECK(msg.find("100000x100000") != std::string::npos);
@@ -554,4 +543,36 @@ TEST_CASE("image: mutated files never crash the decoder or the preprocessing (fi
     // decoder changes).
     CHECK(decoded >= total / 10);
     CHECK(refused >= total / 10);
+}
+
+TEST_CASE("image: preprocess_file_into is decode, crop and normalise, and its errors name the file") {
+    // A 7x5 RGB gradient written to a PNG; the public steps composed by hand are the reference.
+    zeroclip::rgb_image img{7, 5, std::vector<std::uint8_t>(7 * 5 * 3)};
+    for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
+    const std::string path = test_util::temp_dir("preprocess_into") + "/g.png";
+    zeroclip::save_png(path, img);
+    zeroclip::preprocess_options o;
+    o.size = 4;
+    const std::vector<float> want =
+        zeroclip::normalize(zeroclip::preprocess_crop(zeroclip::decode_image_file(path, o), o), o.mean, o.stddev);
+    std::vector<float> got(3 * 4 * 4, -1.0f);
+    int calls = 0;
+    zeroclip::preprocess_file_into(path, o, got.data(), [&](const zeroclip::decoded_image& im) {
+        ++calls;
+        CHECK(im.width == 7);
+        CHECK(im.height == 5);
+    });
+    CHECK(calls == 1);
+    CHECK(got == want);
+    // An error of the crop itself (here a zero std) is told with the file's name.
+    o.stddev = {0.0f, 1.0f, 1.0f};
+    std::string msg;
+    CHECK(error_code_of([&] { zeroclip::preprocess_file_into(path, o, got.data()); }, &msg) ==
+          zeroclip::errc::invalid_argument);
+    CHECK(msg.find(path) != std::string::npos);
+    CHECK(msg.find("std of channel 0 is zero") != std::string::npos);
+    // A missing file: the decoder's own message, naming it once.
+    CHECK(error_code_of([&] { zeroclip::preprocess_file_into(path + ".missing", o, got.data()); }, &msg) ==
+          zeroclip::errc::io);
+    CHECK(msg.find(path + ".missing") != std::string::npos);
 }

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.hpp"
+
 namespace {
 
 using bytes_t = std::vector<std::uint8_t>;
@@ -365,18 +367,7 @@ TEST_CASE("image hostile: a PNG wider than 262144 pixels decodes, other formats 
     CHECK(im.width == 300000);
     CHECK(im.mode == zeroclip::pixel_mode::l);
     // A BMP header declaring 300000 x 1: stb cannot, and says so in words.
-    bytes_t bmp(54, 0);
-    bmp[0] = 'B';
-    bmp[1] = 'M';
-    auto put32 = [&](std::size_t at, std::uint32_t v) {
-        for (int i = 0; i < 4; ++i) bmp[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
-    };
-    put32(10, 54);
-    put32(14, 40);
-    put32(18, 300000);
-    put32(22, 1);
-    bmp[26] = 1;
-    bmp[28] = 24;
+    bytes_t bmp = test_util::bmp_header(300000, 1);
     bmp.resize(54 + 900000, 0);
     std::string msg;
     CHECK(error_of([&] { zeroclip::decode_image_memory(bmp.data(), bmp.size(), "wide.bmp"); }, msg) ==

@@ -23,6 +23,9 @@ namespace {
 using zeroclip::tokenizer;
 using ids_t = std::vector<std::int32_t>;
 
+/// A token tensor's ids, row after row.
+ids_t ids_of(const zeroclip::token_tensor& t) { return ids_t(t.begin(), t.end()); }
+
 const std::string fixtures = test_util::fixtures();
 const std::string bpe_gz = fixtures + "/tokenizer/bpe_simple_vocab_16e6.txt.gz";
 
@@ -232,10 +235,10 @@ TEST_CASE("tokenizer: every public.jsonl case gives clip.tokenize's ids") {
 
     std::vector<std::string> texts;
     for (const auto& c : cases) texts.push_back(c.text);
-    const zeroclip::token_matrix m = tok.tokenize(texts);
-    REQUIRE(m.rows == 200);
-    REQUIRE(m.cols == 77);
-    for (std::size_t r = 0; r < m.rows; ++r) CHECK(ids_t(m.row(r), m.row(r) + m.cols) == cases[r].ids);
+    const zeroclip::token_tensor m = tok.tokenize(texts);
+    REQUIRE(m.dim(0) == 200);
+    REQUIRE(m.dim(1) == 77);
+    for (int64_t r = 0; r < m.dim(0); ++r) CHECK(ids_of(m.row(r)) == cases[static_cast<size_t>(r)].ids);
 }
 
 TEST_CASE("tokenizer: Hugging Face vocab.json + merges.txt match the OpenAI .gz") {
@@ -254,28 +257,28 @@ TEST_CASE("tokenizer: Hugging Face vocab.json + merges.txt match the OpenAI .gz"
     std::vector<std::string> texts;
     for (const auto& c : public_cases()) texts.push_back(c.text);
     for (const auto& c : hand_cases()) texts.push_back(c.text);
-    CHECK(tok.tokenize(texts).data == ref.tokenize(texts).data);
+    CHECK(ids_of(tok.tokenize(texts)) == ids_of(ref.tokenize(texts)));
 
     // In-memory strings, as a model file or an embedding application provides them.
-    const std::string vocab = zeroclip::detail::read_binary_file(hf + "/vocab.json");
-    const std::string merges = zeroclip::detail::read_binary_file(hf + "/merges.txt");
-    CHECK(tokenizer::from_hf(vocab, merges).tokenize(texts).data == ref.tokenize(texts).data);
+    const std::string vocab = zeroclip::read_file(hf + "/vocab.json");
+    const std::string merges = zeroclip::read_file(hf + "/merges.txt");
+    CHECK(ids_of(tokenizer::from_hf(vocab, merges).tokenize(texts)) == ids_of(ref.tokenize(texts)));
 }
 
 TEST_CASE("tokenizer: the stored form (merges without header, optional vocab) matches") {
     const std::string hf = fixtures + "/models/tiny-vit/hf";
-    std::string merges = zeroclip::detail::read_binary_file(hf + "/merges.txt");
+    std::string merges = zeroclip::read_file(hf + "/merges.txt");
     REQUIRE(merges.compare(0, 8, "#version") == 0);
     merges.erase(0, merges.find('\n') + 1);
     const std::vector<std::string> texts = {"a photo of a cat.", "Hello, World! it's 2024", "日本語 😀"};
-    const auto expected = openai().tokenize(texts).data;
-    CHECK(tokenizer::from_stored(merges).tokenize(texts).data == expected);  // vocabulary derived
-    const std::string vocab = zeroclip::detail::read_binary_file(hf + "/vocab.json");
-    CHECK(tokenizer::from_stored(merges, vocab).tokenize(texts).data == expected);
+    const auto expected = ids_of(openai().tokenize(texts));
+    CHECK(ids_of(tokenizer::from_stored(merges).tokenize(texts)) == expected);  // vocabulary derived
+    const std::string vocab = zeroclip::read_file(hf + "/vocab.json");
+    CHECK(ids_of(tokenizer::from_stored(merges, vocab).tokenize(texts)) == expected);
     // The copy shipped in data/ is the same file, loaded from memory here.
     const std::string shipped = std::string(ZEROCLIP_SOURCE_DIR) + "/data/bpe_simple_vocab_16e6.txt.gz";
     if (std::ifstream(shipped).good())
-        CHECK(tokenizer::from_openai_bpe_data(zeroclip::detail::read_binary_file(shipped)).tokenize(texts).data ==
+        CHECK(ids_of(tokenizer::from_openai_bpe_data(zeroclip::read_file(shipped)).tokenize(texts)) ==
               expected);
 }
 
@@ -348,12 +351,12 @@ TEST_CASE("tokenizer: texts of 75, 76, 77 and 78 tokens with truncation and the 
     CHECK(error_code_of([&] { tok.tokenize_one("a", small); }) == zeroclip::errc::invalid_argument);
     zeroclip::tokenize_options wide;
     wide.context_length = 100;
-    const zeroclip::token_matrix m = tok.tokenize({"a", "b c"}, wide);
-    CHECK(m.rows == 2);
-    CHECK(m.cols == 100);
-    CHECK(m.data.size() == 200);
-    CHECK(m(1, 2) == 322);
-    CHECK(tok.tokenize({}).rows == 0);
+    const zeroclip::token_tensor m = tok.tokenize({"a", "b c"}, wide);
+    CHECK(m.dim(0) == 2);
+    CHECK(m.dim(1) == 100);
+    CHECK(m.numel() == 200);
+    CHECK(m[1 * 100 + 2] == 322);
+    CHECK(tok.tokenize({}).dim(0) == 0);
 }
 
 TEST_CASE("tokenizer: 10,000-character words") {
@@ -456,15 +459,15 @@ TEST_CASE("tokenizer: one instance used from several threads at once") {
     for (const auto& c : public_cases()) texts.push_back(c.text);
     for (const auto& c : hand_cases()) texts.push_back(c.text);
     for (int i = 0; i < 500; ++i) texts.push_back("a photo of a number " + std::to_string(i * 7919) + " thing");
-    const auto expected = openai().tokenize(texts).data;
+    const auto expected = ids_of(openai().tokenize(texts));
     std::vector<std::vector<std::int32_t>> results(4);
     std::vector<std::thread> threads;
     for (std::size_t t = 0; t < results.size(); ++t)
         threads.emplace_back([&, t] {
-            for (int rep = 0; rep < 3; ++rep) results[t] = tok.tokenize(texts).data;
+            for (int rep = 0; rep < 3; ++rep) results[t] = ids_of(tok.tokenize(texts));
         });
     for (auto& th : threads) th.join();
     for (const auto& r : results) CHECK(r == expected);
     const tokenizer copy = tok;  // copies share data and cache
-    CHECK(copy.tokenize(texts).data == expected);
+    CHECK(ids_of(copy.tokenize(texts)) == expected);
 }

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "../models/config.hpp"
+#include "config_json.hpp"
 #include "file.hpp"
 #include "safetensors.hpp"
 #include "weights.hpp"
@@ -38,11 +38,9 @@ inline bool file_exists(const std::string& path) {
 }
 
 /// Size limits of the text files of a checkpoint (CLIP's vocab.json is 0.8 MB, merges.txt 0.5 MB).
-constexpr std::uint64_t max_config_file_bytes = std::uint64_t{16} << 20;
-constexpr std::uint64_t max_vocabulary_file_bytes = std::uint64_t{256} << 20;
+constexpr uint64_t max_config_file_bytes = uint64_t{16} << 20;
+constexpr uint64_t max_vocabulary_file_bytes = uint64_t{256} << 20;
 
-/// A whole text file (read_file); kept for existing callers.
-inline std::string read_text_file(const std::string& path) { return read_file(path, "file"); }
 
 inline std::string majority_dtype(const safetensors_file& file) {
     std::map<std::string, size_t> bytes;

@@ -23,15 +23,15 @@ namespace zeroclip {
 namespace detail {
 
 /// a·b, or an errc::format error "`what`: size overflows" when it does not fit in 64 bits.
-inline std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what) {
-    std::uint64_t r = 0;
+inline uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what) {
+    uint64_t r = 0;
     if (__builtin_mul_overflow(a, b, &r)) ZEROCLIP_THROW(errc::format, what + ": size overflows 64 bits");
     return r;
 }
 
 /// a+b, likewise.
-inline std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const std::string& what) {
-    std::uint64_t r = 0;
+inline uint64_t checked_add(uint64_t a, uint64_t b, const std::string& what) {
+    uint64_t r = 0;
     if (__builtin_add_overflow(a, b, &r)) ZEROCLIP_THROW(errc::format, what + ": size overflows 64 bits");
     return r;
 }
@@ -64,7 +64,7 @@ inline std::string errno_text(int e) { return std::strerror(e); }
 /// An open regular file and its size.
 struct opened_file {
     detail::unique_fd fd;
-    std::uint64_t size = 0;
+    uint64_t size = 0;
 };
 
 /// Opens `path` for reading; errc::io naming the path (and `what`, e.g. "image") when it is missing,
@@ -86,13 +86,13 @@ inline opened_file open_regular_file(const std::string& path, const std::string&
     // Back to blocking reads for a regular file (O_NONBLOCK has no effect on them, but be plain).
     const int flags = ::fcntl(fd.get(), F_GETFL);
     if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
-    return opened_file{std::move(fd), static_cast<std::uint64_t>(st.st_size)};
+    return opened_file{std::move(fd), static_cast<uint64_t>(st.st_size)};
 }
 
 /// Reads up to `n` bytes at `offset` of an opened file; errc::io naming `path` on a read error.
-inline std::size_t read_at(const opened_file& f, void* out, std::size_t n, std::uint64_t offset,
+inline size_t read_at(const opened_file& f, void* out, size_t n, uint64_t offset,
                            const std::string& path) {
-    std::size_t done = 0;
+    size_t done = 0;
     while (done < n) {
         const ssize_t got = ::pread(f.fd.get(), static_cast<char*>(out) + done, n - done,
                                     static_cast<off_t>(offset + done));
@@ -101,24 +101,24 @@ inline std::size_t read_at(const opened_file& f, void* out, std::size_t n, std::
             ZEROCLIP_THROW(errc::io, path + ": cannot read (" + detail::errno_text(errno) + ")");
         }
         if (got == 0) break;
-        done += static_cast<std::size_t>(got);
+        done += static_cast<size_t>(got);
     }
     return done;
 }
 
 /// Default limit of `read_file`: text inputs (labels, configs, vocabularies) are far smaller.
-constexpr std::uint64_t default_read_limit = std::uint64_t{1} << 30;
+constexpr uint64_t default_read_limit = uint64_t{1} << 30;
 
 /// The whole content of the regular file `path`. A file larger than `max_bytes` is refused with
 /// errc::io before anything is read ("`path`: `what` is N bytes, more than the limit of M").
 inline std::string read_file(const std::string& path, const std::string& what = "file",
-                             std::uint64_t max_bytes = default_read_limit) {
+                             uint64_t max_bytes = default_read_limit) {
     opened_file f = open_regular_file(path, what);
     if (f.size > max_bytes)
         ZEROCLIP_THROW(errc::io, path + ": " + what + " is " + std::to_string(f.size) +
                                      " bytes, more than the limit of " + std::to_string(max_bytes));
-    std::string bytes(static_cast<std::size_t>(f.size), '\0');
-    const std::size_t got = read_at(f, bytes.data(), bytes.size(), 0, path);
+    std::string bytes(static_cast<size_t>(f.size), '\0');
+    const size_t got = read_at(f, bytes.data(), bytes.size(), 0, path);
     bytes.resize(got);  // a file that shrank while read: what was there
     return bytes;
 }
@@ -138,7 +138,7 @@ class atomic_output {
 public:
     explicit atomic_output(std::string path) : path_(std::move(path)) {
         check_output_target(path_);
-        const std::size_t slash = path_.rfind('/');
+        const size_t slash = path_.rfind('/');
         const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
         const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
         std::string tmpl = dir + "/." + base + ".tmp-XXXXXX";
@@ -164,7 +164,7 @@ public:
     ~atomic_output() { discard(); }
 
     /// Appends bytes; errc::io naming the target when the disk is full or the write fails.
-    void write(const void* data, std::size_t n) {
+    void write(const void* data, size_t n) {
         if (!file_) ZEROCLIP_THROW(errc::invalid_argument, path_ + ": output already closed");
         if (n && std::fwrite(data, 1, n, file_) != n) fail("cannot write");
     }

@@ -112,37 +112,37 @@ namespace detail {
 /// What a .npy header declares: the array (without its bytes) and where its data starts.
 struct npy_header {
     npy_array array;          ///< descr and shape; bytes empty
-    std::uint64_t data_offset = 0;
-    std::uint64_t data_bytes = 0;  ///< element count × element size, overflow-checked
+    uint64_t data_offset = 0;
+    uint64_t data_bytes = 0;  ///< element count × element size, overflow-checked
 };
 
 /// The largest .npy header read (numpy writes a few hundred bytes; format 2.0 allows 4 GiB).
-constexpr std::uint64_t max_npy_header_bytes = std::uint64_t{1} << 20;
+constexpr uint64_t max_npy_header_bytes = uint64_t{1} << 20;
 
 /// Parses the preamble and header text of a .npy held in `data` (at least the preamble and the
 /// header; the array data may be absent). Every defect is errc::format naming `name`.
-inline npy_header parse_npy_header(const unsigned char* data, std::size_t size, const std::string& name) {
+inline npy_header parse_npy_header(const unsigned char* data, size_t size, const std::string& name) {
     auto fail = [&](const std::string& what) {
         ZEROCLIP_THROW(errc::format, name + ": not a valid .npy array: " + what);
     };
     if (size < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0) fail("missing the \\x93NUMPY magic");
     const unsigned major = data[6];
     if (major < 1 || major > 3) fail("unsupported format version " + std::to_string(major));
-    std::uint64_t header_len = 0, offset = 0;
+    uint64_t header_len = 0, offset = 0;
     if (major == 1) {
-        header_len = data[8] | (std::uint64_t{data[9]} << 8);
+        header_len = data[8] | (uint64_t{data[9]} << 8);
         offset = 10;
     } else {
         if (size < 12) fail("truncated header");
-        header_len = data[8] | (std::uint64_t{data[9]} << 8) | (std::uint64_t{data[10]} << 16) |
-                     (std::uint64_t{data[11]} << 24);
+        header_len = data[8] | (uint64_t{data[9]} << 8) | (uint64_t{data[10]} << 16) |
+                     (uint64_t{data[11]} << 24);
         offset = 12;
     }
     if (header_len > max_npy_header_bytes)
         fail("header of " + std::to_string(header_len) + " bytes is larger than the limit of " +
              std::to_string(max_npy_header_bytes));
     if (header_len > size - offset) fail("header runs past the end of the file");
-    const std::string header(reinterpret_cast<const char*>(data + offset), static_cast<std::size_t>(header_len));
+    const std::string header(reinterpret_cast<const char*>(data + offset), static_cast<size_t>(header_len));
     auto value_of = [&](const std::string& key) {
         auto k = header.find("'" + key + "'");
         if (k == std::string::npos) fail("header has no '" + key + "'");
@@ -171,16 +171,16 @@ inline npy_header parse_npy_header(const unsigned char* data, std::size_t size, 
     if (close == std::string::npos) fail("malformed shape");
     const std::string dims = header.substr(open + 1, close - open - 1);
     // Every count is overflow-checked: a shape whose product wraps would pass the size check.
-    constexpr auto max_dim = static_cast<std::uint64_t>(std::numeric_limits<int64_t>::max());
+    constexpr auto max_dim = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     const std::string too_large = name + ": not a valid .npy array: shape (" + dims.substr(0, 200) + ")";
-    std::uint64_t count = 1;
+    uint64_t count = 1;
     for (size_t i = 0; i < dims.size();) {
         while (i < dims.size() && (dims[i] == ' ' || dims[i] == ',')) ++i;
         if (i >= dims.size()) break;
-        std::uint64_t d = 0;
+        uint64_t d = 0;
         size_t j = i;
         for (; j < dims.size() && dims[j] >= '0' && dims[j] <= '9'; ++j)
-            d = checked_add(checked_mul(d, 10, too_large), static_cast<std::uint64_t>(dims[j] - '0'), too_large);
+            d = checked_add(checked_mul(d, 10, too_large), static_cast<uint64_t>(dims[j] - '0'), too_large);
         if (j == i) fail("malformed shape (" + dims.substr(0, 200) + ")");
         if (d > max_dim) fail("shape (" + dims.substr(0, 200) + ") has a dimension larger than 2^63 - 1");
         if (a.shape.size() >= 32) fail("shape has more than 32 dimensions");
@@ -188,7 +188,7 @@ inline npy_header parse_npy_header(const unsigned char* data, std::size_t size, 
         count = checked_mul(count, d, too_large);
         i = j;
     }
-    const std::uint64_t bytes = checked_mul(count, width, too_large + " of " + a.descr);
+    const uint64_t bytes = checked_mul(count, width, too_large + " of " + a.descr);
     if (bytes > max_dim) fail("shape " + shape_to_string(a.shape) + " of " + a.descr + " is more than 2^63 bytes");
     h.data_offset = offset + header_len;
     h.data_bytes = bytes;
@@ -222,40 +222,40 @@ inline npy_array load_npy(const std::string& path) {
     head.resize(read_at(f, head.data(), head.size(), 0, path));
     if (head.size() >= 10 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
         const bool v1 = head[6] == 1;
-        std::uint64_t header_len = head[8] | (std::uint64_t{head[9]} << 8);
-        if (!v1 && head.size() >= 12) header_len |= (std::uint64_t{head[10]} << 16) | (std::uint64_t{head[11]} << 24);
-        const std::uint64_t want = (v1 ? 10 : 12) + std::min(header_len, detail::max_npy_header_bytes);
-        head.resize(static_cast<std::size_t>(std::min(want, f.size)));
+        uint64_t header_len = head[8] | (uint64_t{head[9]} << 8);
+        if (!v1 && head.size() >= 12) header_len |= (uint64_t{head[10]} << 16) | (uint64_t{head[11]} << 24);
+        const uint64_t want = (v1 ? 10 : 12) + std::min(header_len, detail::max_npy_header_bytes);
+        head.resize(static_cast<size_t>(std::min(want, f.size)));
         head.resize(read_at(f, head.data(), head.size(), 0, path));
     }
     detail::npy_header h = detail::parse_npy_header(head.data(), head.size(), path);
-    const std::uint64_t have = f.size > h.data_offset ? f.size - h.data_offset : 0;
+    const uint64_t have = f.size > h.data_offset ? f.size - h.data_offset : 0;
     if (h.data_bytes > have)
         ZEROCLIP_THROW(errc::format, path + ": not a valid .npy array: data is " + std::to_string(have) +
                                          " bytes but shape " + shape_to_string(h.array.shape) + " of " +
                                          h.array.descr + " needs " + std::to_string(h.data_bytes) + " (truncated?)");
     npy_array a = std::move(h.array);
-    a.bytes.resize(static_cast<std::size_t>(h.data_bytes));
+    a.bytes.resize(static_cast<size_t>(h.data_bytes));
     if (read_at(f, a.bytes.data(), a.bytes.size(), h.data_offset, path) != a.bytes.size())
         ZEROCLIP_THROW(errc::io, path + ": the file shrank while it was read");
     return a;
 }
 
 /// The largest .npz archive read (it is read whole): 64 GiB.
-constexpr std::uint64_t max_npz_bytes = std::uint64_t{1} << 36;
+constexpr uint64_t max_npz_bytes = uint64_t{1} << 36;
 
 namespace detail {
 
 /// Inflates a raw deflate stream of `csize` bytes into exactly `usize` bytes; errc::format naming
 /// `what` when it is corrupt or does not inflate to that size.
-inline std::vector<unsigned char> inflate_member(const unsigned char* in, std::uint64_t csize, std::uint64_t usize,
+inline std::vector<unsigned char> inflate_member(const unsigned char* in, uint64_t csize, uint64_t usize,
                                                  const std::string& what) {
-    std::vector<unsigned char> out(static_cast<std::size_t>(usize));
+    std::vector<unsigned char> out(static_cast<size_t>(usize));
     z_stream zs{};
     if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) ZEROCLIP_THROW(errc::format, what + ": cannot start inflating");
     // z_stream counts in 32 bits: input and output are handed over in chunks of at most 1 GiB.
-    constexpr std::uint64_t chunk = std::uint64_t{1} << 30;
-    std::uint64_t in_done = 0, out_done = 0;
+    constexpr uint64_t chunk = uint64_t{1} << 30;
+    uint64_t in_done = 0, out_done = 0;
     int rc = Z_OK;
     for (;;) {
         if (zs.avail_in == 0 && in_done < csize) {
@@ -272,7 +272,7 @@ inline std::vector<unsigned char> inflate_member(const unsigned char* in, std::u
         // Z_BUF_ERROR: no progress, so the input ended early or the output is fuller than declared.
         if (rc != Z_OK) break;
     }
-    const std::uint64_t produced = out_done - zs.avail_out;
+    const uint64_t produced = out_done - zs.avail_out;
     inflateEnd(&zs);
     if (rc != Z_STREAM_END || produced != usize)
         ZEROCLIP_THROW(errc::format, what + ": corrupt deflate data, or not the " + std::to_string(usize) +
@@ -287,29 +287,29 @@ inline std::vector<unsigned char> inflate_member(const unsigned char* in, std::u
 inline std::map<std::string, npy_array> load_npz(const std::string& path) {
     const std::string zip = read_file(path, ".npz archive", max_npz_bytes);
     const auto* bytes = reinterpret_cast<const unsigned char*>(zip.data());
-    const std::uint64_t size = zip.size();
-    auto u16 = [&](std::uint64_t at) { return static_cast<std::uint64_t>(bytes[at] | (bytes[at + 1] << 8)); };
-    auto u32 = [&](std::uint64_t at) { return u16(at) | (u16(at + 2) << 16); };
-    auto u64 = [&](std::uint64_t at) { return u32(at) | (u32(at + 4) << 32); };
+    const uint64_t size = zip.size();
+    auto u16 = [&](uint64_t at) { return static_cast<uint64_t>(bytes[at] | (bytes[at + 1] << 8)); };
+    auto u32 = [&](uint64_t at) { return u16(at) | (u16(at + 2) << 16); };
+    auto u64 = [&](uint64_t at) { return u32(at) | (u32(at + 4) << 32); };
     std::map<std::string, npy_array> out;
-    std::uint64_t pos = 0;
+    uint64_t pos = 0;
     while (pos + 30 <= size && u32(pos) == 0x04034b50) {
-        const std::uint64_t method = u16(pos + 8), flags = u16(pos + 6);
-        std::uint64_t csize = u32(pos + 18), usize = u32(pos + 22);
-        const std::uint64_t name_len = u16(pos + 26), extra_len = u16(pos + 28);
-        const std::uint64_t data_at = pos + 30 + name_len + extra_len;  // < 2^17 past pos: no overflow
+        const uint64_t method = u16(pos + 8), flags = u16(pos + 6);
+        uint64_t csize = u32(pos + 18), usize = u32(pos + 22);
+        const uint64_t name_len = u16(pos + 26), extra_len = u16(pos + 28);
+        const uint64_t data_at = pos + 30 + name_len + extra_len;  // < 2^17 past pos: no overflow
         if (data_at > size) ZEROCLIP_THROW(errc::format, path + ": truncated zip member header");
-        std::string name(reinterpret_cast<const char*>(bytes + pos + 30), static_cast<std::size_t>(name_len));
+        std::string name(reinterpret_cast<const char*>(bytes + pos + 30), static_cast<size_t>(name_len));
         const std::string what = path + ": zip member '" + name + "'";
         // zip64: the sizes that do not fit in 32 bits live in the extra field, in this order.
         if (csize == 0xffffffffu || usize == 0xffffffffu) {
             bool found = false;
-            for (std::uint64_t e = pos + 30 + name_len; e + 4 <= data_at;) {
-                const std::uint64_t id = u16(e), len = u16(e + 2);
+            for (uint64_t e = pos + 30 + name_len; e + 4 <= data_at;) {
+                const uint64_t id = u16(e), len = u16(e + 2);
                 if (e + 4 + len > data_at) break;
                 if (id == 1) {
-                    std::uint64_t at = e + 4;
-                    const std::uint64_t end = at + len;
+                    uint64_t at = e + 4;
+                    const uint64_t end = at + len;
                     if (usize == 0xffffffffu && at + 8 <= end) usize = u64(at), at += 8;
                     if (csize == 0xffffffffu && at + 8 <= end) csize = u64(at), at += 8;
                     found = true;

@@ -90,7 +90,7 @@ public:
 
     /// A float32 tensor: a view into the mapping for aligned F32 data, otherwise converted once
     /// (vectorised and multi-threaded, into storage that is not zero-filled first), after which
-    /// the source pages leave the resident set (detail/cpu_convert.hpp).
+    /// the source pages leave the resident set (detail/io/convert.hpp).
     /// Every value is checked finite first: a NaN or infinity is errc::format naming the tensor.
     tensor to_float(const tensor_record& r) const {
         const size_t n = static_cast<size_t>(shape_numel(r.shape));
@@ -98,16 +98,16 @@ public:
             ZEROCLIP_THROW(errc::format, path() + ": tensor '" + r.name + "' has dtype " + dtype_name(r.type) +
                                              ", expected a float type");
         if (r.type != dtype::f64)
-            check_finite(r, detail::cpu::first_non_finite(r.bytes, static_cast<int64_t>(n), r.type == dtype::f32 ? 4 : 2,
+            check_finite(r, detail::first_non_finite(r.bytes, static_cast<int64_t>(n), r.type == dtype::f32 ? 4 : 2,
                                                           r.type == dtype::bf16));
         if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0)
             return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
-        std::shared_ptr<float> storage = detail::cpu::alloc_floats(n);
+        std::shared_ptr<float> storage = detail::alloc_floats(n);
         float* dst = storage.get();
         switch (r.type) {
             case dtype::f32: std::memcpy(dst, r.bytes, 4 * n); break;
-            case dtype::f16: detail::cpu::f16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
-            case dtype::bf16: detail::cpu::bf16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
+            case dtype::f16: detail::f16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
+            case dtype::bf16: detail::bf16_to_f32(r.bytes, dst, static_cast<int64_t>(n)); break;
             case dtype::f64:
                 for (size_t i = 0; i < n; ++i) {
                     double v;
@@ -118,9 +118,9 @@ public:
             default: break;
         }
         if (r.type == dtype::f64)  // a finite double may still overflow float
-            check_finite(r, detail::cpu::first_non_finite(reinterpret_cast<const unsigned char*>(dst),
+            check_finite(r, detail::first_non_finite(reinterpret_cast<const unsigned char*>(dst),
                                                           static_cast<int64_t>(n), 4));
-        if (file_->is_mapped()) detail::cpu::release_mapped(r.bytes, r.nbytes);
+        if (file_->is_mapped()) detail::release_mapped(r.bytes, r.nbytes);
         return tensor::view(r.shape, std::move(storage), dst);
     }
 

@@ -69,8 +69,7 @@ public:
         tokenize_options options;
         options.context_length = config_.text.context_length;
         options.truncate = truncate;
-        token_matrix m = tokenizer().tokenize(texts, options);
-        return token_tensor({static_cast<int64_t>(m.rows), static_cast<int64_t>(m.cols)}, m.data);
+        return tokenizer().tokenize(texts, options);
     }
 
     /// How images become this model's input: its resolution, mean and std, OpenAI's pipeline.

@@ -1,14 +1,12 @@
 //! Float storage for the CPU backend:
-//!  alloc_floats   not zero-filled (it is about to be written), 2 MiB-aligned and advised for
-//!                 transparent huge pages from 4 MiB up (fewer page faults and TLB misses).
+//!  alloc_floats   (tensor.hpp) not zero-filled (it is about to be written), 2 MiB-aligned and
+//!                 advised for transparent huge pages from 4 MiB up (fewer page faults and TLB misses).
 //!  output_floats  the same, for op outputs, recycled: a freed buffer of 256 KiB or more goes back
 //!                 to a cache (≤ 1 GiB, ZEROCLIP_CACHE_MIB) that the next output of a
 //!                 similar size reuses. Without it every large activation is a fresh mapping whose
 //!                 pages the kernel zero-fills at first touch (and malloc zero-filled again before
 //!                 that): a tenth of a ResNet forward at batch 16 on a VM.
 #pragma once
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -18,28 +16,9 @@
 #include <mutex>
 #include <new>
 
+#include "../../tensor.hpp"
+
 namespace zeroclip::detail::cpu {
-
-inline float* raw_floats(size_t n) {
-    const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
-    constexpr size_t huge = size_t{2} << 20;
-    // posix_memalign, not aligned_alloc: the latter wants the size to be a multiple of the
-    // alignment, which would round a 4.1 MiB buffer up to 6 MiB.
-    void* p = nullptr;
-    if (bytes >= 2 * huge && ::posix_memalign(&p, huge, bytes) == 0) {
-#ifdef MADV_HUGEPAGE
-        ::madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
-#endif
-        return static_cast<float*>(p);
-    }
-    if (::posix_memalign(&p, 64, bytes) != 0) throw std::bad_alloc();
-    return static_cast<float*>(p);
-}
-
-/// `n` floats of uninitialised storage, freed when the last owner goes.
-inline std::shared_ptr<float> alloc_floats(size_t n) {
-    return std::shared_ptr<float>(raw_floats(n), [](float* p) { std::free(p); });
-}
 
 class buffer_cache {
 public:

@@ -1,5 +1,6 @@
-//! cpu_backend (also spelled cpu_eigen, its first name): the portable CPU backend. Tensors are zeroclip::tensor, so upload/download are free
-//! and weights are used where they were loaded (memory-mapped F32 in place).
+//! cpu_backend (also spelled cpu_eigen, its first name): the portable CPU backend. Tensors are
+//! zeroclip::tensor, so upload/download are free and weights are used where they were loaded
+//! (memory-mapped F32 in place).
 //!
 //! Matrix products (linear, matmul, conv2d, the two products of attention) run on
 //! gemm.hpp: an AVX2+FMA packed-panel kernel when the compiler targets it
@@ -7,9 +8,10 @@
 //! block of the output while it is still in cache. 3×3 stride-1 convolutions with ≥ 32 input
 //! channels run by Winograd's F(2×2, 3×3) (winograd.hpp: 2.25× fewer products; the
 //! transformed weights are made once, at load, by prepare_conv2d). Row-wise ops use
-//! vec.hpp (vector exp, layer norm in double). Work is shared by OpenMP threads that take tasks from a counter
-//! (parallel.hpp): a thread the OS preempts on a busy machine slows a step down by
-//! its share, not by the whole step; small ops stay on the calling thread. Scratch buffers are
+//! vec.hpp (vector exp, layer norm in double). Work is shared by zeroclip's own pool of persistent
+//! threads that take tasks from a counter (parallel.hpp; OpenMP, when the build has it, only sets
+//! the team size): a thread the OS preempts on a busy machine slows a step down by its share, not
+//! by the whole step; small ops stay on the calling thread. Scratch buffers are
 //! per thread and reused, so a forward pass allocates only its output tensors.
 #pragma once
 
@@ -26,8 +28,9 @@
 #include "vec.hpp"
 #include "weight_cache.hpp"
 #include "winograd.hpp"
-#include "../../models/config.hpp"
 #include "../../tensor.hpp"
+#include "../activation.hpp"
+#include "../backend.hpp"
 
 namespace zeroclip {
 
@@ -358,7 +361,7 @@ private:
         return y;
     }
 
-    /// A convolution weight as conv() uses it, made once per weight (detail/cpu_weight_cache.hpp).
+    /// A convolution weight as conv() uses it, made once per weight (weight_cache.hpp).
     struct conv_weight {
 #ifdef ZEROCLIP_CPU_AVX2
         std::shared_ptr<const detail::cpu::winograd_weights> winograd;
@@ -413,6 +416,12 @@ private:
         return out;
     }
 };
+
+ZEROCLIP_CHECK_BACKEND(cpu_backend);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_activate);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_add_);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, conv2d_relu);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_conv2d);
 
 /// The CPU backend's first name, kept so code written against 0.1 still compiles.
 using cpu_eigen = cpu_backend;

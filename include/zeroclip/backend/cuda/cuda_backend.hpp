@@ -1,7 +1,7 @@
 //! cuda_cublas: the GPU backend. Tensors live in device memory (stream-ordered pool, shared
 //! ownership); every matrix product is a cuBLAS GEMM (attention as strided-batched GEMMs over
 //! batch × heads); the other ops are small kernels compiled at run time with NVRTC
-//! (cuda_kernels.hpp), so this stays a header compiled by the host compiler: no nvcc, no .cu.
+//! (kernels.hpp), so this stays a header compiled by the host compiler: no nvcc, no .cu.
 //! Same contract and semantics as cpu_backend (backend.hpp); FP32 by default, TF32/FP16/BF16
 //! tensor-core GEMMs on request (cuda_options::math). Included only when ZEROCLIP_WITH_CUDA.
 #pragma once
@@ -10,240 +10,20 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <new>
 #include <string>
 #include <vector>
 
-#include "../../models/config.hpp"
 #include "../../tensor.hpp"
+#include "../activation.hpp"
 #include "../backend.hpp"
 #include "check.hpp"
+#include "context.hpp"
+#include "cuda_tensor.hpp"
 #include "kernels.hpp"
 #include "options.hpp"
 
 namespace zeroclip {
-
-namespace detail::cuda {
-
-/// Makes `device` current on this thread (which also makes its primary context current, as the
-/// driver-API launches need) and restores the caller's device afterwards.
-class device_guard {
-public:
-    explicit device_guard(int device) {
-        ZEROCLIP_CUDA_CHECK(cudaGetDevice(&previous_));
-        ZEROCLIP_CUDA_CHECK(cudaSetDevice(device));
-        device_ = device;
-    }
-    /// The noexcept flavour for destructors.
-    device_guard(int device, std::nothrow_t) noexcept {
-        if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-        ZEROCLIP_CUDA_CHECK_PRINT(cudaSetDevice(device));
-        device_ = device;
-    }
-    ~device_guard() {
-        if (previous_ >= 0 && previous_ != device_) ZEROCLIP_CUDA_CHECK_PRINT(cudaSetDevice(previous_));
-    }
-    device_guard(const device_guard&) = delete;
-    device_guard& operator=(const device_guard&) = delete;
-
-private:
-    int previous_ = -1;
-    int device_ = -1;
-};
-
-/// The kernels of cuda_kernels.hpp loaded on one device. One per process and device, never
-/// unloaded (the module lives as long as the device's primary context).
-struct kernel_module {
-    CUmodule module = nullptr;
-    CUfunction functions[static_cast<int>(kernel_id::count)] = {};
-    std::string arch;
-    CUfunction operator[](kernel_id id) const { return functions[static_cast<int>(id)]; }
-};
-
-/// Compiles (NVRTC, or reads the on-disk cache) and loads the kernels for `device` on first use;
-/// later calls, from any thread or backend object, get the same module. The device must be current.
-inline const kernel_module& kernels_for_device(int device) {
-    static std::mutex mutex;
-    static std::map<int, std::unique_ptr<kernel_module>> cache;
-    std::lock_guard<std::mutex> lock(mutex);
-    auto& slot = cache[device];
-    if (slot) return *slot;
-    int major = 0, minor = 0;
-    ZEROCLIP_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    ZEROCLIP_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    const std::string arch = choose_arch(major, minor);
-    bool from_cache = false;
-    compiled_kernels compiled = cached_kernels_for(arch, &from_cache);
-    auto m = std::make_unique<kernel_module>();
-    m->arch = compiled.arch;
-    const driver_api& drv = driver();
-    if (from_cache && drv.module_load_data(&m->module, compiled.image.data()) != CUDA_SUCCESS) {
-        forget_cached_kernels(arch);  // a damaged or foreign cache file: compile afresh
-        compiled = cached_kernels_for(arch);
-        from_cache = false;
-    }
-    if (!from_cache) ZEROCLIP_CU_CHECK(drv.module_load_data(&m->module, compiled.image.data()));
-    for (int i = 0; i < static_cast<int>(kernel_id::count); ++i)
-        ZEROCLIP_CU_CHECK(drv.module_get_function(&m->functions[i], m->module, kernel_symbol(static_cast<kernel_id>(i))));
-    slot = std::move(m);
-    return *slot;
-}
-
-/// The state one backend object and its copies share: device, stream, cuBLAS handle, memory
-/// pool. Every tensor keeps its context alive, so device memory is always freed on its stream.
-struct context {
-    int device = 0;
-    cuda_options options;
-    cudaStream_t stream = nullptr;
-    cublasHandle_t blas = nullptr;
-    cudaMemPool_t pool = nullptr;  ///< null where the device has no stream-ordered allocator
-    const kernel_module* kernels = nullptr;
-    std::string device_name;
-
-    explicit context(const cuda_options& opt) : device(opt.device), options(opt) {
-        int count = 0;
-        const cudaError_t e = cudaGetDeviceCount(&count);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            ZEROCLIP_THROW(errc::cuda, "no usable CUDA device: cudaGetDeviceCount failed: " + runtime_status(e));
-        }
-        if (device < 0 || device >= count)
-            ZEROCLIP_THROW(errc::cuda, "CUDA device " + std::to_string(device) + " requested, but " +
-                                           std::to_string(count) + " device(s) are visible");
-        if (const char* env = std::getenv("ZEROCLIP_CUDA_SYNC"); env && std::string(env) == "1")
-            options.synchronous = true;
-        device_guard guard(device);
-        try {
-            init();
-        } catch (...) {
-            release_all();  // a constructor that throws gets no destructor call
-            throw;
-        }
-    }
-
-    ~context() { release_all(); }
-
-    void init() {
-        cudaDeviceProp prop{};
-        ZEROCLIP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-        device_name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
-        kernels = &kernels_for_device(device);
-        ZEROCLIP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        ZEROCLIP_CUBLAS_CHECK(cublasCreate(&blas));
-        ZEROCLIP_CUBLAS_CHECK(cublasSetStream(blas, stream));
-        ZEROCLIP_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
-        int pools = 0;
-        ZEROCLIP_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device));
-        if (pools) {
-            cudaMemPoolProps props{};
-            props.allocType = cudaMemAllocationTypePinned;
-            props.handleTypes = cudaMemHandleTypeNone;
-            props.location.type = cudaMemLocationTypeDevice;
-            props.location.id = device;
-            ZEROCLIP_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
-            // Keep freed blocks for reuse instead of returning them at every synchronisation.
-            uint64_t keep = UINT64_MAX;
-            ZEROCLIP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-        }
-    }
-
-    void release_all() noexcept {
-        device_guard guard(device, std::nothrow);
-        if (stream) ZEROCLIP_CUDA_CHECK_PRINT(cudaStreamSynchronize(stream));
-        if (blas) {
-            const cublasStatus_t s = cublasDestroy(blas);
-            if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_INITIALIZED)
-                std::fprintf(stderr, "[zeroclip.cuda] cublasDestroy failed in a destructor: %s\n",
-                             cublas_status_name(s));
-        }
-        if (stream) ZEROCLIP_CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
-        if (pool) ZEROCLIP_CUDA_CHECK_PRINT(cudaMemPoolDestroy(pool));
-        stream = nullptr, blas = nullptr, pool = nullptr;
-    }
-
-    context(const context&) = delete;
-    context& operator=(const context&) = delete;
-
-    void* allocate(size_t bytes) {
-        if (bytes == 0) return nullptr;
-        void* p = nullptr;
-        if (pool)
-            ZEROCLIP_CUDA_CHECK(cudaMallocFromPoolAsync(&p, bytes, pool, stream));
-        else
-            ZEROCLIP_CUDA_CHECK(cudaMalloc(&p, bytes));
-        return p;
-    }
-
-    void release(void* p) noexcept {
-        if (!p) return;
-        device_guard guard(device, std::nothrow);
-        if (pool)
-            ZEROCLIP_CUDA_CHECK_PRINT(cudaFreeAsync(p, stream));
-        else
-            ZEROCLIP_CUDA_CHECK_PRINT(cudaFree(p));
-    }
-};
-
-/// Device memory owned by a context; freed (stream-ordered) when the last tensor using it goes.
-struct device_buffer {
-    std::shared_ptr<context> ctx;
-    void* ptr = nullptr;
-    size_t bytes = 0;
-    device_buffer(std::shared_ptr<context> c, size_t n) : ctx(std::move(c)), ptr(ctx->allocate(n)), bytes(n) {}
-    ~device_buffer() { ctx->release(ptr); }
-    device_buffer(const device_buffer&) = delete;
-    device_buffer& operator=(const device_buffer&) = delete;
-};
-
-}  // namespace detail::cuda
-
-/// A float32 tensor in device memory: a shape (row-major, batch first, as zeroclip::tensor) and a
-/// shared device buffer, so copies are cheap and views (slice_rows, reshaped) share storage.
-/// `data()` is a device pointer. Belongs to the cuda_cublas backend (and its copies) that made it.
-class cuda_tensor {
-public:
-    cuda_tensor() = default;
-
-    const shape_t& shape() const { return shape_; }
-    int64_t dim(size_t i) const { return shape_.at(i); }
-    size_t ndim() const { return shape_.size(); }
-    int64_t numel() const { return shape_numel(shape_); }
-    /// True for a default-constructed tensor (e.g. "no bias"); a tensor with 0 elements is not empty.
-    bool empty() const { return !buffer_; }
-
-    float* data() { return buffer_ ? static_cast<float*>(buffer_->ptr) + offset_ : nullptr; }
-    const float* data() const { return buffer_ ? static_cast<const float*>(buffer_->ptr) + offset_ : nullptr; }
-
-    /// The same storage seen with another shape of equal element count.
-    cuda_tensor reshaped(shape_t shape) const {
-        if (shape_numel(shape) != numel())
-            ZEROCLIP_THROW(errc::shape, "cannot reshape " + shape_to_string(shape_) + " to " + shape_to_string(shape));
-        cuda_tensor t = *this;
-        t.shape_ = std::move(shape);
-        return t;
-    }
-
-    /// Rows [begin, begin + count) of the first dimension, as a view sharing this storage.
-    cuda_tensor slice_rows(int64_t begin, int64_t count) const {
-        cuda_tensor t = *this;
-        const int64_t row = shape_.empty() || shape_[0] == 0 ? 0 : numel() / shape_[0];
-        t.shape_.at(0) = count;
-        t.offset_ += begin * row;
-        return t;
-    }
-
-private:
-    friend class cuda_cublas;
-    cuda_tensor(shape_t shape, std::shared_ptr<detail::cuda::device_buffer> buffer)
-        : shape_(std::move(shape)), buffer_(std::move(buffer)) {}
-
-    shape_t shape_;
-    std::shared_ptr<detail::cuda::device_buffer> buffer_;
-    int64_t offset_ = 0;  // in floats
-};
 
 /// The CUDA backend. Cheap to copy (copies share device, stream, cuBLAS handle and memory pool).
 /// Ops are enqueued on the backend's stream; download() waits for them. All ops are const and may
@@ -260,23 +40,11 @@ public:
         : ctx_(std::make_shared<detail::cuda::context>(options)) {}
 
     /// Visible CUDA devices; 0 when there is no driver or device (never throws).
-    static int device_count() noexcept {
-        int n = 0;
-        if (cudaGetDeviceCount(&n) != cudaSuccess) {
-            (void)cudaGetLastError();
-            return 0;
-        }
-        return n;
-    }
+    static int device_count() noexcept { return detail::cuda::visible_devices(nullptr); }
     /// Why device_count() is 0 ("" when a device is visible): for skip messages.
     static std::string unavailable_reason() {
-        int n = 0;
-        const cudaError_t e = cudaGetDeviceCount(&n);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return detail::cuda::runtime_status(e);
-        }
-        return n ? std::string() : "no CUDA device visible";
+        std::string why;
+        return detail::cuda::visible_devices(&why) ? std::string() : why;
     }
 
     const cuda_options& options() const { return ctx_->options; }
@@ -560,7 +328,7 @@ public:
 
 private:
     using i64 = long long;  // the kernels' 64-bit integer parameter type
-    // Activation codes of the kernels (ACT_* in cuda_kernels.hpp).
+    // Activation codes of the kernels (ACT_* in kernels.hpp).
     static constexpr int act_none = 0, act_quick_gelu = 1, act_gelu = 2, act_relu = 3;
     static int act_code(activation a) { return a == activation::quick_gelu ? act_quick_gelu : act_gelu; }
 
@@ -734,9 +502,10 @@ private:
     std::shared_ptr<detail::cuda::context> ctx_;
 };
 
-static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
-static_assert(has_linear_activate_v<cuda_cublas> && has_linear_add_v<cuda_cublas> && has_conv2d_relu_v<cuda_cublas> &&
-                  has_conv2d_add_relu_v<cuda_cublas>,
-              "cuda_cublas's fused ops must match backend.hpp's signatures (or nn/ silently skips them)");
+ZEROCLIP_CHECK_BACKEND(cuda_cublas);
+ZEROCLIP_CHECK_OPTIONAL_OP(cuda_cublas, linear_activate);
+ZEROCLIP_CHECK_OPTIONAL_OP(cuda_cublas, linear_add_);
+ZEROCLIP_CHECK_OPTIONAL_OP(cuda_cublas, conv2d_relu);
+ZEROCLIP_CHECK_OPTIONAL_OP(cuda_cublas, conv2d_add_relu);
 
 }  // namespace zeroclip

@@ -1,5 +1,5 @@
-//! Options of the cuda_cublas backend, shared by the real backend (cuda_cublas.hpp) and the
-//! stub of a build without CUDA (cuda_stub.hpp), so code that sets them compiles with either.
+//! Options of the cuda_cublas backend, shared by the real backend (cuda_backend.hpp) and the
+//! stub of a build without CUDA (stub.hpp), so code that sets them compiles with either.
 //! No CUDA header here.
 #pragma once
 

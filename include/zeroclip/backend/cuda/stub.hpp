@@ -1,17 +1,19 @@
 //! The cuda_cublas of a build without CUDA (ZEROCLIP_WITH_CUDA undefined): the same API as
 //! backend/cuda/cuda_backend.hpp, so `clip_model<cuda_cublas>` and a `--device cuda` flag compile
 //! everywhere, but the constructor throws errc::no_cuda (candle's dummy_cuda_backend.rs).
-//! device_count() is 0. No CUDA header is included.
+//! device_count() is 0. No CUDA header is included. The ops are generated from the contract's
+//! list (ZEROCLIP_BACKEND_OPS), so the stub cannot drift from it.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "../../models/config.hpp"
 #include "../../tensor.hpp"
+#include "../activation.hpp"
 #include "../backend.hpp"
 #include "options.hpp"
+#include "tensor_shape.hpp"
 
 namespace zeroclip {
 
@@ -22,21 +24,14 @@ namespace detail::cuda {
 }  // namespace detail::cuda
 
 /// Stands in for the device tensor; never holds data (no stub backend can be constructed).
-class cuda_tensor {
+class cuda_tensor : public detail::cuda::tensor_shape {
 public:
     cuda_tensor() = default;
-    const shape_t& shape() const { return shape_; }
-    int64_t dim(size_t i) const { return shape_.at(i); }
-    size_t ndim() const { return shape_.size(); }
-    int64_t numel() const { return shape_numel(shape_); }
     bool empty() const { return true; }
     float* data() { return nullptr; }
     const float* data() const { return nullptr; }
     cuda_tensor reshaped(shape_t) const { detail::cuda::no_cuda(); }
     cuda_tensor slice_rows(int64_t, int64_t) const { detail::cuda::no_cuda(); }
-
-private:
-    shape_t shape_;
 };
 
 /// The CUDA backend's API without CUDA: constructing it throws errc::no_cuda.
@@ -57,38 +52,15 @@ public:
     const std::string& kernel_arch() const { detail::cuda::no_cuda(); }
     void synchronize() const { detail::cuda::no_cuda(); }
 
-    tensor upload(const zeroclip::tensor&) const { detail::cuda::no_cuda(); }
-    zeroclip::tensor download(const tensor&) const { detail::cuda::no_cuda(); }
-    tensor linear(const tensor&, const tensor&, const tensor&) const { detail::cuda::no_cuda(); }
-    tensor matmul(const tensor&, const tensor&) const { detail::cuda::no_cuda(); }
-    tensor layer_norm(const tensor&, const tensor&, const tensor&, double) const { detail::cuda::no_cuda(); }
-    void activate_(tensor&, activation) const { detail::cuda::no_cuda(); }
-    void relu_(tensor&) const { detail::cuda::no_cuda(); }
-    void add_(tensor&, const tensor&) const { detail::cuda::no_cuda(); }
-    void add_broadcast_(tensor&, const tensor&) const { detail::cuda::no_cuda(); }
-    void scale_(tensor&, float) const { detail::cuda::no_cuda(); }
-    tensor l2_normalize_rows(const tensor&) const { detail::cuda::no_cuda(); }
-    tensor softmax_rows(const tensor&) const { detail::cuda::no_cuda(); }
-    tensor gather_rows(const tensor&, const std::vector<int64_t>&) const { detail::cuda::no_cuda(); }
-    tensor slice_rows(const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
-    tensor patchify(const tensor&, int64_t) const { detail::cuda::no_cuda(); }
-    tensor prepend_row(const tensor&, const tensor&, int64_t) const { detail::cuda::no_cuda(); }
-    tensor self_attention(const tensor&, int64_t, int64_t, bool) const { detail::cuda::no_cuda(); }
-    tensor attention(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
-    tensor conv2d(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
-    tensor conv2d_relu(const tensor&, const tensor&, const tensor&, int64_t, int64_t) const { detail::cuda::no_cuda(); }
-    tensor conv2d_add_relu(const tensor&, const tensor&, const tensor&, int64_t, int64_t, const tensor&) const {
-        detail::cuda::no_cuda();
-    }
-    tensor linear_activate(const tensor&, const tensor&, const tensor&, activation) const { detail::cuda::no_cuda(); }
-    void linear_add_(tensor&, const tensor&, const tensor&, const tensor&) const { detail::cuda::no_cuda(); }
-    tensor avg_pool2d(const tensor&, int64_t) const { detail::cuda::no_cuda(); }
-    tensor spatial_tokens(const tensor&) const { detail::cuda::no_cuda(); }
+    // Every op of the contract, required and optional, with the listed signature (backend.hpp).
+#define ZEROCLIP_DETAIL_STUB_OP(CTX, RESULT, NAME, PARAMS) \
+    RESULT NAME PARAMS const { detail::cuda::no_cuda(); }
+#define ZEROCLIP_DETAIL_STUB_OPT(CTX, TRAIT, RESULT, NAME, PARAMS) ZEROCLIP_DETAIL_STUB_OP(CTX, RESULT, NAME, PARAMS)
+    ZEROCLIP_BACKEND_OPS(ZEROCLIP_DETAIL_STUB_OP, ZEROCLIP_DETAIL_STUB_OPT, ~)
+#undef ZEROCLIP_DETAIL_STUB_OPT
+#undef ZEROCLIP_DETAIL_STUB_OP
 };
 
-static_assert(is_backend_v<cuda_cublas>, "cuda_cublas must implement the backend contract");
-static_assert(has_linear_activate_v<cuda_cublas> && has_linear_add_v<cuda_cublas> && has_conv2d_relu_v<cuda_cublas> &&
-                  has_conv2d_add_relu_v<cuda_cublas>,
-              "cuda_cublas's fused ops must match backend.hpp's signatures (or nn/ silently skips them)");
+ZEROCLIP_CHECK_BACKEND(cuda_cublas);  // the optional ops are generated from the same list
 
 }  // namespace zeroclip

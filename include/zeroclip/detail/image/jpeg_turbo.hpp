@@ -36,7 +36,7 @@ struct jpeg_turbo_source {
     jpeg_source_mgr pub;
     image_source* src;
     JOCTET* buffer;
-    std::size_t capacity;
+    size_t capacity;
     bool ended;  ///< the file ended where libjpeg wanted more
 };
 
@@ -50,7 +50,7 @@ inline void zc_jpeg_output_message(j_common_ptr) {}  // warnings (corrupt data l
 inline void zc_jpeg_init_source(j_decompress_ptr) {}
 inline boolean zc_jpeg_fill_input_buffer(j_decompress_ptr cinfo) {
     auto* s = reinterpret_cast<jpeg_turbo_source*>(cinfo->src);
-    const std::size_t got = s->src->read(s->buffer, s->capacity);
+    const size_t got = s->src->read(s->buffer, s->capacity);
     if (got == 0) {
         s->ended = true;
         cinfo->err->msg_code = JERR_INPUT_EOF;
@@ -63,12 +63,12 @@ inline boolean zc_jpeg_fill_input_buffer(j_decompress_ptr cinfo) {
 inline void zc_jpeg_skip_input_data(j_decompress_ptr cinfo, long n) {
     auto* s = reinterpret_cast<jpeg_turbo_source*>(cinfo->src);
     if (n <= 0) return;
-    if (static_cast<std::size_t>(n) <= s->pub.bytes_in_buffer) {
+    if (static_cast<size_t>(n) <= s->pub.bytes_in_buffer) {
         s->pub.next_input_byte += n;
-        s->pub.bytes_in_buffer -= static_cast<std::size_t>(n);
+        s->pub.bytes_in_buffer -= static_cast<size_t>(n);
         return;
     }
-    s->src->seek(s->src->tell() + (static_cast<std::uint64_t>(n) - s->pub.bytes_in_buffer));
+    s->src->seek(s->src->tell() + (static_cast<uint64_t>(n) - s->pub.bytes_in_buffer));
     s->pub.bytes_in_buffer = 0;
 }
 inline void zc_jpeg_term_source(j_decompress_ptr) {}
@@ -84,11 +84,11 @@ struct jpeg_turbo_result {
 
 /// Decodes the JPEG in `src`. `draft_size` > 0: Pillow's draft("RGB", (draft_size, draft_size)),
 /// i.e. the scale 1/s, s in {8, 4, 2, 1} the largest not above min(w // n, h // n).
-inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, std::size_t max_pixels, int draft_size) {
+inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, size_t max_pixels, int draft_size) {
     jpeg_turbo_result result;
     jpeg_decompress_struct cinfo{};
     jpeg_turbo_error err{};
-    std::vector<JOCTET> buffer(std::size_t{1} << 16);
+    std::vector<JOCTET> buffer(size_t{1} << 16);
     jpeg_turbo_source source{};
     source.src = &src;
     source.buffer = buffer.data();
@@ -107,7 +107,7 @@ inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, std::size_t max_pi
     // nothing between here and the jump has a destructor to skip.
     std::string failure;
     volatile bool created = false;  // volatile: read after a longjmp
-    volatile std::uint64_t rows_done = 0;
+    volatile uint64_t rows_done = 0;
     if (setjmp(err.jump) == 0) {
         jpeg_create_decompress(&cinfo);
         created = true;
@@ -117,7 +117,7 @@ inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, std::size_t max_pi
             jpeg_destroy_decompress(&cinfo);
             return result;  // CMYK/YCCK and others: stb_image as before
         }
-        const std::uint64_t declared = std::uint64_t{cinfo.image_width} * cinfo.image_height;
+        const uint64_t declared = uint64_t{cinfo.image_width} * cinfo.image_height;
         if (declared > max_pixels) {
             failure = "limit";
         } else {
@@ -138,18 +138,18 @@ inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, std::size_t max_pi
                 cinfo.scale_denom = s;
             }
             jpeg_start_decompress(&cinfo);
-            const std::size_t channels = result.grey ? 1 : 3;
+            const size_t channels = result.grey ? 1 : 3;
             result.image.width = static_cast<int>(cinfo.output_width);
             result.image.height = static_cast<int>(cinfo.output_height);
             try {
-                result.image.pixels.resize(std::size_t{cinfo.output_width} * cinfo.output_height * channels);
+                result.image.pixels.resize(size_t{cinfo.output_width} * cinfo.output_height * channels);
             } catch (...) {
                 jpeg_destroy_decompress(&cinfo);
                 throw;
             }
-            const std::size_t stride = std::size_t{cinfo.output_width} * channels;
+            const size_t stride = size_t{cinfo.output_width} * channels;
             while (cinfo.output_scanline < cinfo.output_height) {
-                JSAMPROW row = result.image.pixels.data() + std::size_t{cinfo.output_scanline} * stride;
+                JSAMPROW row = result.image.pixels.data() + size_t{cinfo.output_scanline} * stride;
                 jpeg_read_scanlines(&cinfo, &row, 1);
                 rows_done = rows_done + 1;
             }
@@ -163,12 +163,12 @@ inline jpeg_turbo_result decode_jpeg_turbo(image_source& src, std::size_t max_pi
     const std::string& name = src.name();
     if (failure == "limit")
         ZEROCLIP_THROW(errc::image_decode, name + ": image declares " + std::to_string(width) + "x" + std::to_string(height) +
-                                               " = " + std::to_string(std::uint64_t{width} * height) +
+                                               " = " + std::to_string(uint64_t{width} * height) +
                                                " pixels, over the limit of " + std::to_string(max_pixels) +
                                                " (decompression bomb? raise max_pixels to allow it)");
     if (failure == "truncated")
         ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode JPEG image: file ends after " +
-                                               std::to_string(static_cast<std::uint64_t>(rows_done)) + " of " + std::to_string(total) +
+                                               std::to_string(static_cast<uint64_t>(rows_done)) + " of " + std::to_string(total) +
                                                " rows (truncated file)");
     if (!failure.empty())
         ZEROCLIP_THROW(errc::image_decode, name + ": cannot decode JPEG image (libjpeg: " + failure + ")");

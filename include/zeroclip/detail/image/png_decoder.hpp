@@ -22,7 +22,7 @@ namespace zeroclip::detail {
 
 /// The IHDR fields that decide decoding.
 struct png_header {
-    std::uint32_t width = 0, height = 0;
+    uint32_t width = 0, height = 0;
     int depth = 0, colour = 0, interlace = 0;
     int samples() const { return colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : 4; }
     /// Output samples per pixel in the Pillow mode: "1"/"L" 1, "LA" 2, "RGB"/"P" 3, "RGBA" 4, "I" 0.
@@ -41,24 +41,24 @@ struct png_header {
 }
 
 /// Why a chunk declaring more bytes than the file holds is refused (before anything reads it).
-inline std::string png_chunk_past_end(std::uint64_t at, std::uint64_t length) {
+inline std::string png_chunk_past_end(uint64_t at, uint64_t length) {
     return "chunk at byte " + std::to_string(at) + " declares " + std::to_string(length) +
            " bytes, more than the file holds (truncated or corrupt)";
 }
 
-inline std::uint32_t png_be32(const std::uint8_t* p) {
-    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+inline uint32_t png_be32(const uint8_t* p) {
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
 /// Reads and checks IHDR (the first chunk), as Pillow and libpng validate it.
 inline png_header png_read_header(image_source& src) {
     const std::string& name = src.name();
-    std::uint8_t b[33];
+    uint8_t b[33];
     src.seek(0);
     if (src.read(b, sizeof b) != sizeof b) png_fail(name, "file ends inside the header (truncated)");
     if (png_be32(b + 8) != 13 || std::memcmp(b + 12, "IHDR", 4) != 0)
         png_fail(name, "the first chunk is not a 13-byte IHDR (file corrupt)");
-    if (static_cast<std::uint32_t>(crc32(0L, b + 12, 17)) != png_be32(b + 29))
+    if (static_cast<uint32_t>(crc32(0L, b + 12, 17)) != png_be32(b + 29))
         png_fail(name, "bad CRC in chunk 'IHDR' (file corrupt)");
     png_header h;
     h.width = png_be32(b + 16);
@@ -86,14 +86,14 @@ inline png_header png_read_header(image_source& src) {
 /// Streams the chunk data of consecutive IDAT chunks (Pillow stops at the first other chunk).
 class png_idat_reader {
 public:
-    png_idat_reader(image_source& src, std::uint64_t first_idat, std::uint32_t length)
+    png_idat_reader(image_source& src, uint64_t first_idat, uint32_t length)
         : src_(src), next_(first_idat + 8), left_(length) {}
 
     /// Up to `n` bytes of image data; 0 when the IDAT run (or the file) has ended.
-    std::size_t read(std::uint8_t* out, std::size_t n) {
+    size_t read(uint8_t* out, size_t n) {
         while (left_ == 0) {
             if (done_) return 0;
-            std::uint8_t h[8];  // skip the CRC (Pillow does not check IDAT's), read the next header
+            uint8_t h[8];  // skip the CRC (Pillow does not check IDAT's), read the next header
             if (src_.read_at(h, 8, next_ + 4) != 8 || std::memcmp(h + 4, "IDAT", 4) != 0) {
                 done_ = true;
                 return 0;
@@ -103,7 +103,7 @@ public:
                 png_fail(src_.name(), png_chunk_past_end(next_ + 4, left_));
             next_ += 12;
         }
-        const std::size_t got = src_.read_at(out, static_cast<std::size_t>(std::min<std::uint64_t>(n, left_)), next_);
+        const size_t got = src_.read_at(out, static_cast<size_t>(std::min<uint64_t>(n, left_)), next_);
         if (got == 0) done_ = true;
         left_ -= got;
         next_ += got;
@@ -112,32 +112,32 @@ public:
 
 private:
     image_source& src_;
-    std::uint64_t next_;
-    std::uint64_t left_;
+    uint64_t next_;
+    uint64_t left_;
     bool done_ = false;
 };
 
 /// Undoes a row filter in place (`prior` is the previous row of the same pass, zeros first).
-inline bool png_unfilter(int type, std::uint8_t* row, const std::uint8_t* prior, std::size_t n, std::size_t bpp) {
+inline bool png_unfilter(int type, uint8_t* row, const uint8_t* prior, size_t n, size_t bpp) {
     switch (type) {
         case 0: return true;
         case 1:
-            for (std::size_t i = bpp; i < n; ++i) row[i] = static_cast<std::uint8_t>(row[i] + row[i - bpp]);
+            for (size_t i = bpp; i < n; ++i) row[i] = static_cast<uint8_t>(row[i] + row[i - bpp]);
             return true;
         case 2:
-            for (std::size_t i = 0; i < n; ++i) row[i] = static_cast<std::uint8_t>(row[i] + prior[i]);
+            for (size_t i = 0; i < n; ++i) row[i] = static_cast<uint8_t>(row[i] + prior[i]);
             return true;
         case 3:
-            for (std::size_t i = 0; i < n; ++i) {
+            for (size_t i = 0; i < n; ++i) {
                 const unsigned left = i >= bpp ? row[i - bpp] : 0u;
-                row[i] = static_cast<std::uint8_t>(row[i] + ((left + prior[i]) >> 1));
+                row[i] = static_cast<uint8_t>(row[i] + ((left + prior[i]) >> 1));
             }
             return true;
         case 4:
-            for (std::size_t i = 0; i < n; ++i) {
+            for (size_t i = 0; i < n; ++i) {
                 const int a = i >= bpp ? row[i - bpp] : 0, b = prior[i], c = i >= bpp ? prior[i - bpp] : 0;
                 const int p = a + b - c, pa = p > a ? p - a : a - p, pb = p > b ? p - b : b - p, pc = p > c ? p - c : c - p;
-                row[i] = static_cast<std::uint8_t>(row[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c));
+                row[i] = static_cast<uint8_t>(row[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c));
             }
             return true;
         default: return false;
@@ -145,28 +145,28 @@ inline bool png_unfilter(int type, std::uint8_t* row, const std::uint8_t* prior,
 }
 
 /// Decodes the PNG in `src` into its Pillow mode. `max_pixels` is checked from IHDR first.
-inline raster decode_png(image_source& src, std::size_t max_pixels) {
+inline raster decode_png(image_source& src, size_t max_pixels) {
     const std::string& name = src.name();
     const png_header h = png_read_header(src);
-    if (static_cast<std::uint64_t>(h.width) * h.height > max_pixels)
+    if (static_cast<uint64_t>(h.width) * h.height > max_pixels)
         ZEROCLIP_THROW(errc::image_decode, name + ": image declares " + std::to_string(h.width) + "x" +
                                                std::to_string(h.height) + " = " +
-                                               std::to_string(std::uint64_t{h.width} * h.height) +
+                                               std::to_string(uint64_t{h.width} * h.height) +
                                                " pixels, over the limit of " + std::to_string(max_pixels) +
                                                " (decompression bomb? raise max_pixels to allow it)");
 
     // Chunks before the image data: CRC-checked as Pillow does; PLTE kept.
-    std::array<std::uint8_t, 768> palette{};
+    std::array<uint8_t, 768> palette{};
     for (int i = 0; i < 256; ++i)  // Pillow's palettes start as a grey ramp: indices past PLTE read it
-        palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = static_cast<std::uint8_t>(i);
+        palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = static_cast<uint8_t>(i);
     bool have_palette = false;
-    std::uint64_t pos = 33;
-    std::uint32_t idat_length = 0;
-    std::vector<std::uint8_t> buf(1 << 16);
+    uint64_t pos = 33;
+    uint32_t idat_length = 0;
+    std::vector<uint8_t> buf(1 << 16);
     for (;;) {
-        std::uint8_t ch[8];
+        uint8_t ch[8];
         if (src.read_at(ch, 8, pos) != 8) png_fail(name, "file ends before the image data (truncated)");
-        const std::uint32_t length = png_be32(ch);
+        const uint32_t length = png_be32(ch);
         const char type[5] = {static_cast<char>(ch[4]), static_cast<char>(ch[5]), static_cast<char>(ch[6]),
                               static_cast<char>(ch[7]), 0};
         for (int k = 4; k < 8; ++k)
@@ -184,9 +184,9 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
         const bool is_palette = std::memcmp(type, "PLTE", 4) == 0;
         if (is_palette && (length % 3 != 0 || length > 768))
             png_fail(name, "PLTE chunk of " + std::to_string(length) + " bytes is not 1..256 RGB entries");
-        std::uint64_t at = pos + 8, left = length;
+        uint64_t at = pos + 8, left = length;
         while (left > 0) {
-            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
+            const size_t want = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
             if (src.read_at(buf.data(), want, at) != want)
                 png_fail(name, std::string("file ends inside chunk '") + type + "' (truncated)");
             crc = crc32(crc, buf.data(), static_cast<uInt>(want));
@@ -194,9 +194,9 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
             at += want;
             left -= want;
         }
-        std::uint8_t stored[4];
+        uint8_t stored[4];
         if (src.read_at(stored, 4, at) != 4) png_fail(name, std::string("file ends inside chunk '") + type + "' (truncated)");
-        if (static_cast<std::uint32_t>(crc) != png_be32(stored))
+        if (static_cast<uint32_t>(crc) != png_be32(stored))
             png_fail(name, std::string("bad CRC in chunk '") + type + "' (file corrupt)");
         if (is_palette) have_palette = true;
         pos = at + 4;
@@ -209,26 +209,26 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
     out.width = static_cast<int>(h.width);
     out.height = static_cast<int>(h.height);
     const int oc = h.out_channels();
-    const std::size_t npx = std::size_t{h.width} * h.height;
+    const size_t npx = size_t{h.width} * h.height;
     if (oc == 0) out.values.resize(npx);
-    else out.pixels.resize(npx * static_cast<std::size_t>(oc));
+    else out.pixels.resize(npx * static_cast<size_t>(oc));
 
-    const std::size_t bits_per_pixel = static_cast<std::size_t>(h.samples()) * static_cast<std::size_t>(h.depth);
-    const std::size_t bpp = bits_per_pixel < 8 ? 1 : bits_per_pixel / 8;
+    const size_t bits_per_pixel = static_cast<size_t>(h.samples()) * static_cast<size_t>(h.depth);
+    const size_t bpp = bits_per_pixel < 8 ? 1 : bits_per_pixel / 8;
 
     // Writes pixel i of an unfiltered row to output pixel `at`.
     const int depth = h.depth;
     const unsigned scale = depth == 1 ? 255u : depth == 2 ? 85u : depth == 4 ? 17u : 1u;
-    auto sample = [depth](const std::uint8_t* row, std::size_t i) -> unsigned {  // sub-byte samples
-        const std::size_t bit = i * static_cast<std::size_t>(depth);
+    auto sample = [depth](const uint8_t* row, size_t i) -> unsigned {  // sub-byte samples
+        const size_t bit = i * static_cast<size_t>(depth);
         return (row[bit >> 3] >> (8 - depth - static_cast<int>(bit & 7))) & ((1u << depth) - 1u);
     };
-    auto put = [&](const std::uint8_t* row, std::size_t i, std::size_t at) {
-        std::uint8_t* o = out.pixels.data() + at * static_cast<std::size_t>(oc);
+    auto put = [&](const uint8_t* row, size_t i, size_t at) {
+        uint8_t* o = out.pixels.data() + at * static_cast<size_t>(oc);
         switch (h.colour) {
             case 0:
                 if (depth == 16) out.values[at] = (row[2 * i] << 8) | row[2 * i + 1];
-                else o[0] = static_cast<std::uint8_t>(depth == 8 ? row[i] : sample(row, i) * scale);
+                else o[0] = static_cast<uint8_t>(depth == 8 ? row[i] : sample(row, i) * scale);
                 break;
             case 3: {
                 const unsigned idx = depth == 8 ? row[i] : sample(row, i);
@@ -236,8 +236,8 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
                 break;
             }
             case 2: {
-                const std::size_t s = depth == 16 ? 2 : 1;  // 16-bit: the high byte, as Pillow's "RGB;16B"
-                for (std::size_t c = 0; c < 3; ++c) o[c] = row[(3 * i + c) * s];
+                const size_t s = depth == 16 ? 2 : 1;  // 16-bit: the high byte, as Pillow's "RGB;16B"
+                for (size_t c = 0; c < 3; ++c) o[c] = row[(3 * i + c) * s];
                 break;
             }
             case 4:
@@ -250,8 +250,8 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
                 }
                 break;
             default: {
-                const std::size_t s = depth == 16 ? 2 : 1;
-                for (std::size_t c = 0; c < 4; ++c) o[c] = row[(4 * i + c) * s];
+                const size_t s = depth == 16 ? 2 : 1;
+                for (size_t c = 0; c < 4; ++c) o[c] = row[(4 * i + c) * s];
             }
         }
     };
@@ -263,16 +263,16 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
         ~zguard() { inflateEnd(z); }
     } guard{&zs};
     png_idat_reader idat(src, pos, idat_length);
-    std::vector<std::uint8_t> in(1 << 16);
+    std::vector<uint8_t> in(1 << 16);
     bool stream_end = false;
     // Fills `n` bytes of decompressed data; false when the data ends first.
-    auto inflate_into = [&](std::uint8_t* dst, std::size_t n) -> bool {
+    auto inflate_into = [&](uint8_t* dst, size_t n) -> bool {
         zs.next_out = dst;
         zs.avail_out = static_cast<uInt>(n);
         while (zs.avail_out > 0) {
             if (stream_end) return false;
             if (zs.avail_in == 0) {
-                const std::size_t got = idat.read(in.data(), in.size());
+                const size_t got = idat.read(in.data(), in.size());
                 if (got == 0) return false;
                 zs.next_in = in.data();
                 zs.avail_in = static_cast<uInt>(got);
@@ -291,31 +291,31 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
     static constexpr int adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
                                         {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
     const int passes = h.interlace ? 7 : 1;
-    const std::size_t max_row = (std::size_t{h.width} * bits_per_pixel + 7) / 8;
-    std::vector<std::uint8_t> row(max_row + 1), prior(max_row);
-    std::uint64_t rows_done = 0, rows_total = 0;
+    const size_t max_row = (size_t{h.width} * bits_per_pixel + 7) / 8;
+    std::vector<uint8_t> row(max_row + 1), prior(max_row);
+    uint64_t rows_done = 0, rows_total = 0;
     for (int p = 0; p < passes; ++p) {
         const int x0 = h.interlace ? adam7[p][0] : 0, y0 = h.interlace ? adam7[p][1] : 0;
         const int dy = h.interlace ? adam7[p][3] : 1;
-        if (h.width > static_cast<std::uint32_t>(x0) && h.height > static_cast<std::uint32_t>(y0))
-            rows_total += (h.height - static_cast<std::uint32_t>(y0) + static_cast<std::uint32_t>(dy) - 1) / static_cast<std::uint32_t>(dy);
+        if (h.width > static_cast<uint32_t>(x0) && h.height > static_cast<uint32_t>(y0))
+            rows_total += (h.height - static_cast<uint32_t>(y0) + static_cast<uint32_t>(dy) - 1) / static_cast<uint32_t>(dy);
     }
     for (int p = 0; p < passes; ++p) {
-        const std::uint32_t x0 = h.interlace ? adam7[p][0] : 0, y0 = h.interlace ? adam7[p][1] : 0;
-        const std::uint32_t dx = h.interlace ? adam7[p][2] : 1, dy = h.interlace ? adam7[p][3] : 1;
+        const uint32_t x0 = h.interlace ? adam7[p][0] : 0, y0 = h.interlace ? adam7[p][1] : 0;
+        const uint32_t dx = h.interlace ? adam7[p][2] : 1, dy = h.interlace ? adam7[p][3] : 1;
         if (h.width <= x0 || h.height <= y0) continue;  // an empty pass has no bytes at all
-        const std::size_t pw = (h.width - x0 + dx - 1) / dx;
-        const std::size_t row_bytes = (pw * bits_per_pixel + 7) / 8;
+        const size_t pw = (h.width - x0 + dx - 1) / dx;
+        const size_t row_bytes = (pw * bits_per_pixel + 7) / 8;
         std::fill(prior.begin(), prior.end(), 0);
-        for (std::uint32_t y = y0; y < h.height; y += dy) {
+        for (uint32_t y = y0; y < h.height; y += dy) {
             if (!inflate_into(row.data(), row_bytes + 1))
                 png_fail(name, "image data ends after " + std::to_string(rows_done) + " of " +
                                    std::to_string(rows_total) + " rows (truncated or corrupt file)");
             if (!png_unfilter(row[0], row.data() + 1, prior.data(), row_bytes, bpp))
                 png_fail(name, "unknown row filter type " + std::to_string(row[0]) + " in row " + std::to_string(y) +
                                    " (file corrupt)");
-            const std::size_t base = std::size_t{y} * h.width;
-            for (std::size_t i = 0; i < pw; ++i) put(row.data() + 1, i, base + x0 + i * dx);
+            const size_t base = size_t{y} * h.width;
+            for (size_t i = 0; i < pw; ++i) put(row.data() + 1, i, base + x0 + i * dx);
             std::memcpy(prior.data(), row.data() + 1, row_bytes);
             ++rows_done;
         }
@@ -323,10 +323,10 @@ inline raster decode_png(image_source& src, std::size_t max_pixels) {
     // Pillow's last inflate call runs on to the zlib trailer: a failed Adler-32 is refused there.
     // Check it when the trailer is present; data past the image rows, or a trailer cut off by the
     // file's end, is accepted as Pillow accepts it.
-    std::uint8_t spare = 0;
+    uint8_t spare = 0;
     for (int guard_steps = 0; !stream_end && guard_steps < 4; ++guard_steps) {
         if (zs.avail_in == 0) {
-            const std::size_t got = idat.read(in.data(), in.size());
+            const size_t got = idat.read(in.data(), in.size());
             if (got == 0) break;
             zs.next_in = in.data();
             zs.avail_in = static_cast<uInt>(got);

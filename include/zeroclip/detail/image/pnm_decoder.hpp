@@ -21,16 +21,16 @@ namespace zeroclip::detail {
 
 /// Python's round() for a non-negative double: half to even.
 inline double pnm_round_half_even(double x) noexcept {
-    double r = static_cast<double>(static_cast<std::uint64_t>(x));
+    double r = static_cast<double>(static_cast<uint64_t>(x));
     const double frac = x - r;
-    if (frac > 0.5 || (frac == 0.5 && static_cast<std::uint64_t>(r) % 2 != 0)) r += 1.0;
+    if (frac > 0.5 || (frac == 0.5 && static_cast<uint64_t>(r) % 2 != 0)) r += 1.0;
     return r;
 }
 
 /// PpmDecoder's rescaling: min(out_max, round(v / maxval * out_max)).
-inline std::int32_t pnm_rescale_value(std::uint32_t v, int maxval, int out_max) noexcept {
+inline int32_t pnm_rescale_value(uint32_t v, int maxval, int out_max) noexcept {
     const double scaled = pnm_round_half_even(static_cast<double>(v) / maxval * out_max);
-    return scaled > out_max ? out_max : static_cast<std::int32_t>(scaled);
+    return scaled > out_max ? out_max : static_cast<int32_t>(scaled);
 }
 
 /// Decodes a PNM whose header `probe_pnm` has read (and validated: `probe.pnm_error` empty).
@@ -39,26 +39,26 @@ inline raster decode_pnm(image_source& src, const format_probe& probe) {
     raster out;
     out.width = static_cast<int>(probe.width);
     out.height = static_cast<int>(probe.height);
-    const std::size_t w = probe.width, h = probe.height, n = w * h;
-    const auto truncated = [&](std::size_t rows) {
+    const size_t w = probe.width, h = probe.height, n = w * h;
+    const auto truncated = [&](size_t rows) {
         pnm_fail(name, "pixel data ends after " + std::to_string(rows) + " of " + std::to_string(h) +
                            " rows (truncated file)");
     };
     src.seek(probe.pnm_data_at);
     if (probe.pnm_kind == '4') {
         out.pixels.resize(n);
-        std::vector<std::uint8_t> row((w + 7) / 8);
-        for (std::size_t y = 0; y < h; ++y) {
+        std::vector<uint8_t> row((w + 7) / 8);
+        for (size_t y = 0; y < h; ++y) {
             if (src.read(row.data(), row.size()) != row.size()) truncated(y);
-            for (std::size_t x = 0; x < w; ++x)
+            for (size_t x = 0; x < w; ++x)
                 out.pixels[y * w + x] = (row[x >> 3] >> (7 - (x & 7))) & 1u ? 0 : 255;
         }
         return out;
     }
     if (probe.pnm_kind == '1') {  // '0'/'1' characters; whitespace and '#' comments between them
         out.pixels.resize(n);
-        std::size_t done = 0;
-        std::uint8_t c = 0;
+        size_t done = 0;
+        uint8_t c = 0;
         bool comment = false;
         while (done < n) {
             if (src.read(&c, 1) != 1) truncated(done / w);
@@ -76,19 +76,19 @@ inline raster decode_pnm(image_source& src, const format_probe& probe) {
         return out;
     }
     // P5 / P6: one or two big-endian bytes per sample.
-    const std::size_t channels = probe.pnm_kind == '6' ? 3 : 1;
+    const size_t channels = probe.pnm_kind == '6' ? 3 : 1;
     const int maxval = probe.pnm_maxval;
-    const std::size_t bytes = maxval > 255 ? 2 : 1;
+    const size_t bytes = maxval > 255 ? 2 : 1;
     const bool to_i = probe.mode == "I";
     if (to_i) out.values.resize(n);
     else out.pixels.resize(n * channels);
-    std::vector<std::uint8_t> row(w * channels * bytes);
-    for (std::size_t y = 0; y < h; ++y) {
+    std::vector<uint8_t> row(w * channels * bytes);
+    for (size_t y = 0; y < h; ++y) {
         if (src.read(row.data(), row.size()) != row.size()) truncated(y);
-        for (std::size_t k = 0; k < w * channels; ++k) {
-            const std::uint32_t v = bytes == 2 ? (std::uint32_t{row[2 * k]} << 8) | row[2 * k + 1] : row[k];
-            if (to_i) out.values[y * w + k] = maxval == 65535 ? static_cast<std::int32_t>(v) : pnm_rescale_value(v, maxval, 65535);
-            else out.pixels[y * w * channels + k] = static_cast<std::uint8_t>(maxval == 255 ? v : static_cast<std::uint32_t>(pnm_rescale_value(v, maxval, 255)));
+        for (size_t k = 0; k < w * channels; ++k) {
+            const uint32_t v = bytes == 2 ? (uint32_t{row[2 * k]} << 8) | row[2 * k + 1] : row[k];
+            if (to_i) out.values[y * w + k] = maxval == 65535 ? static_cast<int32_t>(v) : pnm_rescale_value(v, maxval, 65535);
+            else out.pixels[y * w * channels + k] = static_cast<uint8_t>(maxval == 255 ? v : static_cast<uint32_t>(pnm_rescale_value(v, maxval, 255)));
         }
     }
     return out;

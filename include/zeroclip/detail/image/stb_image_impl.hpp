@@ -59,7 +59,7 @@
 #define ZC_STBI_NO_PSD
 #define ZC_STBI_NO_HDR
 #define ZC_STBI_NO_PIC
-#define ZC_STBI_NO_PNM  // PNM is decoded by detail/pnm_decoder.hpp (P1 and P4 too)
+#define ZC_STBI_NO_PNM  // PNM is decoded by pnm_decoder.hpp (P1 and P4 too)
 #define ZC_STBI_MAX_DIMENSIONS (1 << 18)
 #include "third_party/stb_image.h"
 

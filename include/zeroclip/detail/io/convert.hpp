@@ -1,7 +1,7 @@
-//! Loading helpers: F16 / BF16 → F32 conversion that is vectorised (F16C's vcvtph2ps; AVX2 shifts
-//! for BF16) and split over the CPU backend's threads, into storage that is not zero-filled first
-//! (cpu_alloc.hpp). Both conversions are exact: every F16 and BF16 value is a float32 value (an
-//! F16 signalling NaN comes out quiet).
+//! Loading helpers, plain functions of the file reader (no backend): F16 / BF16 → F32 conversion
+//! that is vectorised (F16C's vcvtph2ps; AVX2 shifts for BF16) and, for large tensors, split over
+//! a few std::threads started for the call. Both conversions are exact: every F16 and BF16 value
+//! is a float32 value (an F16 signalling NaN comes out quiet).
 #pragma once
 
 #include <sys/mman.h>
@@ -10,27 +10,46 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
+#include <thread>
+#include <vector>
 
-#include "../../backend/cpu/alloc.hpp"
-#include "../../backend/cpu/parallel.hpp"
 #include "half.hpp"
 
 #if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
-namespace zeroclip::detail::cpu {
+namespace zeroclip::detail {
 
-/// Below this many values a conversion stays on the calling thread.
+/// The chunk a thread converts at a time; below it a conversion stays on the calling thread.
 constexpr int64_t convert_grain = int64_t{1} << 16;
+
+/// fn(i0, i1) over [0, n) in chunks of `grain`, claimed from a counter by the calling thread and
+/// up to hardware_concurrency() − 1 threads started for the call: on a machine shared with other
+/// jobs a thread that is off its core leaves its chunks to the others instead of being waited for.
+template <class Fn>
+inline void split_range(int64_t n, int64_t grain, Fn&& fn) {
+    const int64_t chunks = (n + grain - 1) / grain;
+    const int64_t team = std::min<int64_t>(chunks, std::max(1u, std::thread::hardware_concurrency()));
+    if (team <= 1) {
+        if (n > 0) fn(int64_t{0}, n);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    auto work = [&] {
+        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
+            fn(c * grain, std::min(n, (c + 1) * grain));
+    };
+    std::vector<std::thread> threads;
+    for (int64_t t = 1; t < team; ++t) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+}
 
 /// dst[i] = F16 src[i] as float, i < n (src unaligned, little-endian).
 inline void f16_to_f32(const unsigned char* src, float* dst, int64_t n) {
-    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+    split_range(n, convert_grain, [&](int64_t i0, int64_t i1) {
         int64_t i = i0;
 #ifdef __F16C__
         for (; i + 8 <= i1; i += 8)
@@ -46,7 +65,7 @@ inline void f16_to_f32(const unsigned char* src, float* dst, int64_t n) {
 
 /// dst[i] = BF16 src[i] as float, i < n.
 inline void bf16_to_f32(const unsigned char* src, float* dst, int64_t n) {
-    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+    split_range(n, convert_grain, [&](int64_t i0, int64_t i1) {
         int64_t i = i0;
 #ifdef __AVX2__
         for (; i + 8 <= i1; i += 8) {
@@ -64,7 +83,7 @@ inline void bf16_to_f32(const unsigned char* src, float* dst, int64_t n) {
 
 /// Index of the first non-finite value (NaN or ±infinity) among n F32 (`width` 4), F16 or BF16
 /// (`width` 2, `bf16` telling which) values at src, or −1: the exponent bits are tested, one
-/// vectorisable pass split over the threads.
+/// vectorisable pass split over threads.
 inline int64_t first_non_finite(const unsigned char* src, int64_t n, int width, bool bf16 = false) {
     std::atomic<bool> found{false};
     auto scan = [&](int64_t i0, int64_t i1) {
@@ -85,7 +104,7 @@ inline int64_t first_non_finite(const unsigned char* src, int64_t n, int width, 
         }
         return bad;
     };
-    parallel_for(n, convert_grain, [&](int64_t i0, int64_t i1) {
+    split_range(n, convert_grain, [&](int64_t i0, int64_t i1) {
         if (scan(i0, i1)) found.store(true, std::memory_order_relaxed);
     });
     if (!found.load()) return -1;
@@ -104,4 +123,4 @@ inline void release_mapped(const void* p, size_t bytes) {
     if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-}  // namespace zeroclip::detail::cpu
+}  // namespace zeroclip::detail

@@ -15,9 +15,9 @@ inline constexpr char32_t replacement_char = 0xFFFD;
 /// Decodes UTF-8, replacing every maximal ill-formed subpart (overlongs, surrogates, code points
 /// past U+10FFFF, stray continuation bytes, truncated sequences) by one U+FFFD. Never throws.
 inline std::u32string decode_utf8_replace(std::string_view bytes) {
-    const std::size_t n = bytes.size();
+    const size_t n = bytes.size();
     std::u32string out(n, U'\0');  // never more code points than bytes
-    std::size_t i = 0, w = 0;
+    size_t i = 0, w = 0;
     while (i < n) {
         const unsigned b0 = static_cast<unsigned char>(bytes[i]);
         if (b0 < 0x80) {
@@ -48,7 +48,7 @@ inline std::u32string decode_utf8_replace(std::string_view bytes) {
             ++i;
             continue;
         }
-        std::size_t j = i + 1;
+        size_t j = i + 1;
         int got = 0;
         while (got < need && j < n) {
             const unsigned b = static_cast<unsigned char>(bytes[j]);
