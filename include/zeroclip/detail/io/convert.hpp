@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -25,13 +27,21 @@ namespace zeroclip::detail {
 /// The chunk a thread converts at a time; below it a conversion stays on the calling thread.
 constexpr int64_t convert_grain = int64_t{1} << 16;
 
+/// Threads a conversion may use: ZEROCLIP_NUM_THREADS, else OMP_NUM_THREADS (its first number),
+/// else the hardware's — the CPU backend's rule, so a limit set for zeroclip holds while loading.
+inline int64_t convert_threads() {
+    for (const char* name : {"ZEROCLIP_NUM_THREADS", "OMP_NUM_THREADS"})
+        if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::atoi(v);
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
 /// fn(i0, i1) over [0, n) in chunks of `grain`, claimed from a counter by the calling thread and
-/// up to hardware_concurrency() − 1 threads started for the call: on a machine shared with other
+/// up to convert_threads() − 1 threads started for the call: on a machine shared with other
 /// jobs a thread that is off its core leaves its chunks to the others instead of being waited for.
 template <class Fn>
 inline void split_range(int64_t n, int64_t grain, Fn&& fn) {
     const int64_t chunks = (n + grain - 1) / grain;
-    const int64_t team = std::min<int64_t>(chunks, std::max(1u, std::thread::hardware_concurrency()));
+    const int64_t team = std::min<int64_t>(chunks, convert_threads());
     if (team <= 1) {
         if (n > 0) fn(int64_t{0}, n);
         return;
@@ -42,7 +52,10 @@ inline void split_range(int64_t n, int64_t grain, Fn&& fn) {
             fn(c * grain, std::min(n, (c + 1) * grain));
     };
     std::vector<std::thread> threads;
-    for (int64_t t = 1; t < team; ++t) threads.emplace_back(work);
+    try {
+        for (int64_t t = 1; t < team; ++t) threads.emplace_back(work);
+    } catch (const std::system_error&) {  // no thread to be had: those started and this one do it all
+    }
     work();
     for (auto& t : threads) t.join();
 }
