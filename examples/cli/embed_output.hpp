@@ -67,7 +67,6 @@ public:
         capacity_ = rows_ + more;
         write_header(capacity_);
         npy_.truncate(npy_rows_header_bytes + capacity_ * row_bytes());
-        npy_.mark_records(), names_.mark_records();
     }
 
     /// Appends `count` rows (contiguous floats) and then their escaped names (one line each).
@@ -77,6 +76,7 @@ public:
         npy_.write_at(rows, static_cast<size_t>(count * row_bytes()), npy_rows_header_bytes + rows_ * row_bytes());
         names_.append(name_lines);
         rows_ += count;
+        npy_.mark_records(), names_.mark_records();  // from now on kept for --resume, even on failure
     }
 
     std::uint64_t rows() const { return rows_; }

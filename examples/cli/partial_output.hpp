@@ -115,8 +115,9 @@ public:
 
 private:
     [[noreturn]] void fail(const char* doing) const {
-        throw zeroclip::error(zeroclip::errc::io, path_ + ": " + doing + " (" + std::strerror(errno) +
-                                                      "); what it holds is kept for --resume");
+        throw zeroclip::error(zeroclip::errc::io, path_ + ": " + doing + " (" + std::strerror(errno) + "); " + target_ +
+                                                      " is unchanged" +
+                                                      (has_records_ ? ", the records written are kept for --resume" : ""));
     }
 
     std::string target_, path_;
