@@ -152,13 +152,13 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     if (out) {
         zeroclip_cli::file_plan plan;
         plan.input(a.required("--model"), "--model");
-        plan.inputs(files, "image");
         if (auto f = a.get("--labels-file")) plan.input(*f, "--labels-file");
         if (auto f = a.get("--templates-file")) plan.input(*f, "--templates-file");
         if (auto f = a.get("--files-from"); f && *f != "-") plan.input(*f, "--files-from");
         plan.output(*out, "--output");
         if (format != "html") plan.output(zeroclip_cli::partial_path_of(*out), "--output (.partial)");
         plan.check();
+        zeroclip_cli::check_outputs_are_not_images(files, {{"--output", *out}, {"--output", zeroclip_cli::partial_path_of(*out)}});
     }
     // The output is created (the report as a temporary, the others as FILE.partial, locked) before
     // any work, so a bad path or a second run on the same file fails first.

@@ -50,7 +50,6 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     auto [files, problems] = zeroclip_cli::list_inputs(a);
     zeroclip_cli::file_plan plan;
     plan.input(a.required("--model"), "--model");
-    plan.inputs(files, "image");
     if (auto f = a.get("--texts-file")) plan.input(*f, "--texts-file");
     if (auto f = a.get("--files-from"); f && *f != "-") plan.input(*f, "--files-from");
     const std::string names_role = a.has("--names") ? "--names" : "the names file";
@@ -59,6 +58,9 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     plan.output(zeroclip_cli::partial_path_of(*out), "--out (.partial)");
     plan.output(zeroclip_cli::partial_path_of(names_path), names_role + " (.partial)");
     plan.check();
+    zeroclip_cli::check_outputs_are_not_images(files, {{"--out", *out}, {names_role, names_path},
+                                                       {"--out", zeroclip_cli::partial_path_of(*out)},
+                                                       {names_role, zeroclip_cli::partial_path_of(names_path)}});
     if (auto f = a.get("--texts-file")) {
         try {
             auto more = zeroclip::read_lines_file(*f, "texts file");

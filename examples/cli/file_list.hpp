@@ -3,10 +3,15 @@
 // list itself (an unreadable list, a bad shard spec) is a usage error raised before any work.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 #include <zeroclip/io/file.hpp>
 
@@ -103,6 +108,23 @@ inline file_list list_inputs(const args& a) {
         out.files.shrink_to_fit();
     }
     return out;
+}
+
+/// usage_error when an existing output (flag, path) is one of the image files, through any link:
+/// file_plan's input rule for lists of any length, without holding an entry per file.
+inline void check_outputs_are_not_images(const std::vector<std::string>& files,
+                                         const std::vector<std::pair<std::string, std::string>>& outputs) {
+    std::vector<std::pair<struct stat, const std::pair<std::string, std::string>*>> existing;
+    for (const auto& o : outputs)
+        if (struct stat st {}; ::stat(o.second.c_str(), &st) == 0) existing.emplace_back(st, &o);
+    for (size_t i = 0; i < files.size() && !existing.empty(); ++i) {
+        struct stat st {};
+        if (::stat(files[i].c_str(), &st) != 0) continue;
+        for (const auto& [out, o] : existing)
+            if (out.st_dev == st.st_dev && out.st_ino == st.st_ino)
+                throw usage_error(o->first + " " + o->second + " is the same file as the input " + files[i] +
+                                  " (image): writing it would destroy the input");
+    }
 }
 
 /// Help lines shared by classify and embed.
