@@ -34,6 +34,23 @@ public:
         if (fd < 0)
             throw usage_error(flag + " " + target_ + ": cannot create " + path_ + " (" + std::strerror(errno) + ")");
         fd_.reset(fd);
+        try {
+            check_and_lock(resume, flag);
+        } catch (...) {
+            if (created_) ::unlink(path_.c_str());  // ours and empty: nothing to keep
+            throw;
+        }
+    }
+    partial_file(const partial_file&) = delete;
+    partial_file& operator=(const partial_file&) = delete;
+    /// A .partial this run created and never wrote a record to is removed; any other is kept for --resume.
+    ~partial_file() {
+        if (fd_.get() >= 0 && created_ && !has_records_) ::unlink(path_.c_str());
+    }
+
+private:
+    void check_and_lock(bool resume, const std::string& flag) {
+        const int fd = fd_.get();
         struct stat st {};
         if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
             throw usage_error(path_ + ": not a regular file; remove it or choose another " + flag);
@@ -48,13 +65,8 @@ public:
             throw usage_error(path_ + " exists: an earlier run of this output was interrupted. Add --resume to "
                                       "continue it, or delete " + path_ + " to start over");
     }
-    partial_file(const partial_file&) = delete;
-    partial_file& operator=(const partial_file&) = delete;
-    /// A .partial this run created and never wrote a record to is removed; any other is kept for --resume.
-    ~partial_file() {
-        if (fd_.get() >= 0 && created_ && !has_records_) ::unlink(path_.c_str());
-    }
 
+public:
     /// True when the .partial existed before this run (a resume).
     bool resumed() const { return !created_; }
     const std::string& path() const { return path_; }
