@@ -10,13 +10,13 @@
 #
 #   bash scripts/bench_workloads.sh [BUILD]     (BUILD: the build folder, default build)
 # Environment: IMAGES (default 3000), SHARD (files per Dask shard, default 500),
-# RSS_COUNTS (default "2000 20000 200000"), WORK (scratch folder, default a new temporary one).
+# RSS_COUNTS (default "2000 20000 200000"; empty: no RSS runs), WORK (scratch folder, default a new temporary one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZEROCLIP=$(realpath "${1:-build}/examples/zeroclip")
 IMAGES=${IMAGES:-3000}
 SHARD=${SHARD:-500}
-RSS_COUNTS=${RSS_COUNTS:-"2000 20000 200000"}
+RSS_COUNTS=${RSS_COUNTS-"2000 20000 200000"}
 WORK=${WORK:-$(mktemp -d /tmp/zeroclip-workloads.XXXXXX)}
 PY=/usr/bin/python3
 MODEL=$PWD/examples/models/zeroclip-toy-vit.safetensors

@@ -113,7 +113,7 @@ def count_records(mode, outputs, list_path):
     return records, errors
 
 
-def run_shard(zeroclip, cli_args, mode, list_path, outputs, shard):
+def run_shard(zeroclip, cli_args, mode, list_path, outputs, shard, threads):
     """One task, on a worker: the CLI over one shard's list, resuming any .partial a dead attempt left."""
     import fcntl
     import signal
@@ -126,7 +126,7 @@ def run_shard(zeroclip, cli_args, mode, list_path, outputs, shard):
         with open(partial, "rb") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
         if all(os.path.exists(p) for p in outputs):
-            return run_shard(zeroclip, cli_args, mode, list_path, outputs, shard)
+            return run_shard(zeroclip, cli_args, mode, list_path, outputs, shard, threads)
     flags = ["--files-from", list_path, "--resume"]
     flags += ["--format", "jsonl", "--output", outputs[0]] if mode == "classify" else \
         ["--out", outputs[0], "--names", outputs[1]]
@@ -135,7 +135,10 @@ def run_shard(zeroclip, cli_args, mode, list_path, outputs, shard):
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    proc = subprocess.run([zeroclip, mode, *cli_args, *flags], capture_output=True, preexec_fn=die_with_worker)
+    # Dask sets OMP_NUM_THREADS=1 in its workers (one thread per task); the CLI is the whole task.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads or os.cpu_count() or 1))
+    proc = subprocess.run([zeroclip, mode, *cli_args, *flags], capture_output=True, preexec_fn=die_with_worker,
+                          env=env)
     if proc.returncode not in (0, 1) or not all(os.path.exists(p) for p in outputs):
         raise RuntimeError(f"shard {shard}: zeroclip exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace')[-2000:]}")
@@ -183,6 +186,9 @@ def parse_args(argv):
     where.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
     where.add_argument("--local-workers", type=int, default=None, help="start a LocalCluster of N processes")
     p.add_argument("--threads-per-worker", type=int, default=1)
+    p.add_argument("--cli-threads", type=int, default=None,
+                   help="compute threads of each CLI run (default: the worker machine's cores, divided by "
+                        "--local-workers for a local cluster)")
     p.add_argument("--shard-size", type=int, default=2000, help="files per shard (default 2000)")
     p.add_argument("--retries", type=int, default=3, help="retries of a failed task (default 3)")
     p.add_argument("--files-from", help="a list of paths, one a line ('-': stdin)")
@@ -220,6 +226,7 @@ def main(argv):
         print(f"zeroclip_dask: {e}", file=sys.stderr)
         return 2
     mode, cli_args = a.cli[0], a.cli[1:]
+    threads = a.cli_threads or (max(1, (os.cpu_count() or 1) // a.local_workers) if a.local_workers else None)
     for s, text in enumerate(lists):
         path = os.path.join(out, f"shard-{s:05d}.files")
         if not os.path.exists(path):
@@ -230,7 +237,7 @@ def main(argv):
     client = Client(a.scheduler or cluster)
     started = time.time()
     futures = [client.submit(run_shard, zeroclip, cli_args, mode, os.path.join(out, f"shard-{s:05d}.files"),
-                             outputs_of(mode, out, s), s, key=f"zeroclip-shard-{s:05d}-{started}", retries=a.retries,
+                             outputs_of(mode, out, s), s, threads, key=f"zeroclip-shard-{s:05d}-{started}", retries=a.retries,
                              pure=False) for s in range(len(lists))]
     results, failures = {}, []
     for future in as_completed(futures):
