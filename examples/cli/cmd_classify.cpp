@@ -254,9 +254,12 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
         }, options);
     } catch (const zeroclip_cli::interrupted&) {
         std::cerr << "\nzeroclip classify: interrupted after " << done << " of " << files.size() << " files";
-        if (partial)
+        if (partial && (format == "jsonl" || format == "csv"))
             std::cerr << "; their results are in " << zeroclip_cli::escape_text(partial->path())
                       << ". Run the same command with --resume to continue.\n";
+        else if (partial)
+            std::cerr << "; --format " << format << " cannot be resumed (jsonl and csv can): delete "
+                      << zeroclip_cli::escape_text(partial->path()) << " and run again.\n";
         else
             std::cerr << " (their results were printed); with --output FILE a run can be resumed.\n";
         return zeroclip_cli::interrupted_exit_code;

@@ -44,6 +44,13 @@ def link_farm(folder, count, targets):
     return paths
 
 
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
 def classify(*args, **kwargs):
     return run("classify", "--model", MODEL, "--labels-file", LABELS, *args, **kwargs)
 
@@ -188,6 +195,8 @@ class StreamTest(unittest.TestCase):
         everything = paths_of_jsonl(self.reference)
         self.assertEqual(sorted(sum(shards, [])), sorted(everything))
         self.assertTrue(all(len(s) > 100 for s in shards), [len(s) for s in shards])
+        for k, paths in enumerate(shards):  # the documented rule: FNV-1a 64 of the path's bytes, mod N
+            self.assertTrue(all(fnv1a64(p.encode()) % 3 == k for p in paths), k)
         # A path's shard depends on its bytes only: listed alone, img-000007.png lands in the same shard.
         one = self.files[7]
         owner = [k for k in range(3) if one in shards[k]]
