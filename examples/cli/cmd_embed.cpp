@@ -70,7 +70,8 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
             throw;
         }
     }
-    if (files.empty() && texts.empty()) {
+    // An empty shard is a shard like the others: it writes a [0, D] .npy (a job array's task succeeds).
+    if (files.empty() && texts.empty() && !(a.has("--shard") && problems.empty())) {
         if (!problems.empty()) zeroclip_cli::throw_no_images(problems);
         throw zeroclip_cli::usage_error("no image files or texts to embed");
     }
@@ -128,7 +129,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         for (const auto& t : texts) names += zeroclip_cli::escape_text("text:" + t) + "\n";
         partial.append(text_rows.data(), texts.size(), names);
     }
-    if (partial.rows() == 0) {
+    if (partial.rows() == 0 && failed) {
         partial.discard();
         throw zeroclip::error(zeroclip::errc::image_decode, "no image could be embedded; " + *out + " was not written");
     }

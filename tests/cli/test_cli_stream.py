@@ -205,6 +205,11 @@ class StreamTest(unittest.TestCase):
         for k in range(3):
             got = classify("--format", "jsonl", "--shard", f"{k}/3", "--files-from", self.path("one.txt"))
             self.assertEqual(paths_of_jsonl(got.stdout), [one] if k == owner[0] else [])
+        # An empty shard succeeds with an empty output (a job array's task must not fail).
+        empty = self.fresh("empty.npy")
+        run("embed", "--model", MODEL, "--files-from", self.path("one.txt"), "--shard",
+            f"{(owner[0] + 1) % 3}/3", "--out", empty)
+        self.assertEqual(np.load(empty).shape, (0, 64))
 
     def test_files_from_list_and_stdin(self):
         listing = "\n".join(self.files[:5]) + "\n\n  \n" + self.path("missing.png") + "\r\n"
