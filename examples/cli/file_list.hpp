@@ -130,7 +130,7 @@ inline void check_outputs_are_not_images(const std::vector<std::string>& files,
 /// Help lines shared by classify and embed.
 inline const char* file_list_help() {
     return "  --files-from F   more image paths, one a line (`-`: stdin); blank lines are skipped; a\n"
-           "                   path that cannot be read is a failed row, not a failed run\n"
+           "                   path that cannot be read fails alone (reported, exit 1), not the run\n"
            "  --shard K/N      only the files whose path hashes (FNV-1a 64 of its bytes) to K mod N,\n"
            "                   0 <= K < N: N runs with K = 0..N-1 cover every file exactly once\n";
 }
