@@ -14,7 +14,6 @@
 #include "report_html.hpp"
 #include "decode_flag.hpp"
 #include "file_list.hpp"
-#include "image_stream.hpp"
 #include "interrupt.hpp"
 #include "partial_output.hpp"
 #include "resume.hpp"
@@ -237,10 +236,10 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     options.progress = [&](size_t d, size_t t) { bar.update(d, t); };
     zeroclip_cli::interrupt_guard guard;
     try {
-        zeroclip_cli::for_each_image_batch(model, files, [&](const zeroclip_cli::image_batch& b) {
-            // Only the images that were embedded are ranked: a failed image's row has no direction.
-            const auto ranked = b.embeddings.dim(0) ? classifier->classify_embeddings(b.embeddings, top_k)
-                                                    : std::vector<std::vector<zeroclip::prediction>>{};
+        zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<Backend>& b) {
+            // Only the images that were embedded are ranked (on the backend): a failed image has no direction.
+            const auto ranked = b.succeeded().empty() ? std::vector<std::vector<zeroclip::prediction>>{}
+                                                      : classifier->classify_embeddings(b.embeddings, top_k);
             std::string batch_text;
             const std::vector<zeroclip::prediction> none;
             for (size_t i = 0, r = 0; i < b.paths.size(); ++i) {

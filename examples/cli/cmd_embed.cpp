@@ -11,7 +11,6 @@
 #include "decode_flag.hpp"
 #include "embed_output.hpp"
 #include "file_list.hpp"
-#include "image_stream.hpp"
 #include "interrupt.hpp"
 
 namespace {
@@ -102,14 +101,15 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     options.progress = [&](size_t n, size_t total) { bar.update(n, total); };
     zeroclip_cli::interrupt_guard guard;
     try {
-        zeroclip_cli::for_each_image_batch(m, files, [&](const zeroclip_cli::image_batch& b) {
-            check_finite_embeddings(b.embeddings, m.source(), "image");
+        zeroclip::embed_image_stream(m, files, [&](const zeroclip::image_batch<zeroclip::cpu_backend>& b) {
+            const zeroclip::tensor rows = b.succeeded().empty() ? zeroclip::tensor({0, d}) : m.backend().download(b.embeddings);
+            check_finite_embeddings(rows, m.source(), "image");
             std::string names;
             for (size_t i = 0; i < b.paths.size(); ++i) {
                 if (b.errors[i].empty()) names += zeroclip_cli::escape_text(b.paths[i]) + "\n";
                 else std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(b.errors[i]) << " (no row written)\n", ++failed;
             }
-            partial.append(b.embeddings.data(), static_cast<uint64_t>(b.embeddings.dim(0)), names);
+            partial.append(rows.data(), static_cast<uint64_t>(rows.dim(0)), names);
             done = b.first + b.paths.size();
             if (zeroclip_cli::interrupt_guard::received()) throw zeroclip_cli::interrupted{zeroclip_cli::interrupt_guard::received()};
         }, options);
@@ -174,7 +174,7 @@ int run_embed(const std::vector<std::string>& argv) {
     zeroclip::model m = zeroclip::load_model(model_path);
     auto finish = [&](zeroclip::tensor e, const char* what) {
         check_finite_embeddings(e, model_path, what);
-        return a.has("--normalize") ? m.backend().l2_normalize_rows(e) : e;
+        return a.has("--normalize") ? zeroclip::nn::unit_rows(m.backend(), e) : e;
     };
     nlohmann::json j = nlohmann::json::object();
     zeroclip::tensor image_embeds, text_embeds;

@@ -90,7 +90,7 @@ int run_search(const std::vector<std::string>& argv) {
         std::cerr << "zeroclip search: warning: the query '" << zeroclip_cli::escape_text(cut) << "' is longer than the model's "
                   << m.config().text.context_length << "-token context: cut to fit\n";
     zeroclip::tensor q = zeroclip::embed_texts(m, {query});  // (1, D), normalised
-    zeroclip::tensor scores = m.backend().linear(m.backend().l2_normalize_rows(index), q, zeroclip::tensor{});  // cosines
+    zeroclip::tensor scores = zeroclip::nn::cosines(m.backend(), zeroclip::nn::unit_rows(m.backend(), index), q);
     for (int64_t r : order)
         if (!std::isfinite(scores[r]))
             throw zeroclip::error(zeroclip::errc::format, m.source() + ": the query's similarity to " +

@@ -8,9 +8,10 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "models/clip.hpp"
+#include "embeddings.hpp"
 #include "prompt.hpp"
 
 namespace zeroclip {
@@ -22,21 +23,6 @@ struct prediction {
     float probability = 0;    ///< softmax over all labels of logit_scale · cosine
     float cosine = 0;         ///< cosine similarity of the image and the class embedding
 };
-
-/// Text embeddings (N, D) of prompts, L2-normalised, computed in batches of `batch` prompts.
-template <class Backend>
-tensor embed_texts(const models::clip_model<Backend>& model, const std::vector<std::string>& texts,
-                   size_t batch = 256) {
-    const auto& be = model.backend();
-    tensor out({static_cast<int64_t>(texts.size()), model.config().embed_dim});
-    for (size_t start = 0; start < texts.size(); start += batch) {
-        std::vector<std::string> chunk(texts.begin() + static_cast<long>(start),
-                                       texts.begin() + static_cast<long>(std::min(texts.size(), start + batch)));
-        tensor e = be.download(be.l2_normalize_rows(be.upload(model.encode_text(model.tokenize(chunk)))));
-        std::copy(e.begin(), e.end(), out.data() + static_cast<int64_t>(start) * out.dim(1));
-    }
-    return out;
-}
 
 namespace detail {
 /// Positions of the texts longer than the model's context ([sot] + ids + [eot] > context_length).
@@ -84,6 +70,8 @@ inline void check_rankable_rows(const tensor& x, const std::string& what) {
 template <class Backend>
 class zero_shot_classifier {
 public:
+    using backend_tensor = typename Backend::tensor;
+
     /// Embeds every label through every template: each prompt's embedding is normalised, the
     /// templates averaged per class and normalised again (the official prompt ensemble).
     /// errc::invalid_argument for an empty label or template list, a template without "{}", or two
@@ -107,7 +95,9 @@ public:
             const std::string& label = labels_[p / static_cast<size_t>(k)];
             if (cut_labels_.empty() || cut_labels_.back() != label) cut_labels_.push_back(label);
         }
-        tensor per_prompt = embed_texts(model, prompts);  // (labels·templates, D), normalised
+        // Built once, on the host (the prompt ensemble's mean), then kept on the backend.
+        const auto& be = model.backend();
+        const tensor per_prompt = be.download(embed_texts(model, prompts));  // (labels·templates, D), normalised
         for (int64_t i = 0; i < per_prompt.numel(); ++i)
             if (!std::isfinite(per_prompt[i]))
                 ZEROCLIP_THROW(errc::format, model.source() + ": the text encoder gives a non-finite embedding for '" +
@@ -118,8 +108,7 @@ public:
         for (int64_t c = 0; c < mean.dim(0); ++c)
             for (int64_t t = 0; t < k; ++t)
                 for (int64_t i = 0; i < d; ++i) mean[c * d + i] += per_prompt[(c * k + t) * d + i];
-        const auto& be = model.backend();
-        class_embeddings_ = be.l2_normalize_rows(be.upload(mean));
+        class_embeddings_ = nn::unit_rows(be, be.upload(mean));
     }
 
     const std::vector<std::string>& labels() const { return labels_; }
@@ -128,31 +117,37 @@ public:
     /// (labels, D): one L2-normalised embedding per class.
     tensor class_embeddings() const { return model_->backend().download(class_embeddings_); }
 
-    /// Cosine similarities (N, labels) of image embeddings (N, D), which need not be normalised.
-    /// errc::invalid_argument for a row that is all zeros or not finite (it has no direction).
-    tensor cosines(const tensor& image_embeddings) const {
+    /// Cosine similarities (N, labels), on the backend, of image embeddings (N, D) on the backend,
+    /// which need not be normalised.
+    backend_tensor cosines_on_backend(const backend_tensor& image_embeddings) const {
         const auto& be = model_->backend();
         if (image_embeddings.ndim() != 2 || image_embeddings.dim(1) != model_->config().embed_dim)
             ZEROCLIP_THROW(errc::shape, "classifier: image embeddings have shape " +
                                             shape_to_string(image_embeddings.shape()));
-        detail::check_rankable_rows(image_embeddings, "classifier: image embeddings");
-        return be.download(be.linear(be.l2_normalize_rows(be.upload(image_embeddings)), class_embeddings_,
-                                     typename Backend::tensor{}));
+        return nn::cosines(be, nn::unit_rows(be, image_embeddings), class_embeddings_);
     }
 
-    /// The top_k labels of each image (best first), from image embeddings (N, D).
-    std::vector<std::vector<prediction>> classify_embeddings(const tensor& image_embeddings, int top_k) const {
+    /// Cosine similarities (N, labels) on the host. errc::invalid_argument for an image row that is
+    /// all zeros or not finite (it has no direction: a failed image, a corrupt index).
+    tensor cosines(const backend_tensor& image_embeddings) const {
+        // On the host backend the rows are checked where they are, so the error says which kind
+        // of row it is; elsewhere a zero or non-finite row shows as non-finite cosines.
+        if constexpr (std::is_same_v<backend_tensor, tensor>)
+            if (image_embeddings.ndim() == 2) detail::check_rankable_rows(image_embeddings, "classifier: image embeddings");
+        tensor cos = model_->backend().download(cosines_on_backend(image_embeddings));
+        detail::check_rankable_rows(cos, "classifier: image embeddings");
+        return cos;
+    }
+
+    /// The top_k labels of each image (best first), from image embeddings (N, D) on the backend
+    /// (from embed_image_stream / embed_images, or encode_image's host rows on the CPU backend).
+    /// They cross to the host once, as cosines; softmax and top-k run there, in double.
+    std::vector<std::vector<prediction>> classify_embeddings(const backend_tensor& image_embeddings, int top_k) const {
         if (top_k < 1) ZEROCLIP_THROW(errc::invalid_argument, "classifier: top_k must be at least 1");
         const tensor cos = cosines(image_embeddings);
         const int64_t n = cos.dim(0), c = cos.dim(1);
-        // A NaN would break the sort below and print as a probability: refused (the embeddings
-        // came from outside, e.g. a .npy file, and hold NaN or infinity).
-        for (int64_t i = 0; i < n * c; ++i)
-            if (!std::isfinite(cos[i]))
-                ZEROCLIP_THROW(errc::invalid_argument, "classifier: the image embedding of row " + std::to_string(i / c) +
-                                                           " holds NaN or infinite values");
         const int64_t k = std::min<int64_t>(top_k, c);
-        // Softmax over the labels of logit_scale · cosine, on the host: (N, labels) is small.
+        // Softmax over the labels of logit_scale · cosine, on the host in double: (N, labels) is small.
         tensor probs({n, c});
         const double scale = model_->logit_scale();
         for (int64_t i = 0; i < n; ++i) {
@@ -163,7 +158,7 @@ public:
             for (int64_t j = 0; j < c; ++j) {
                 probs[i * c + j] = static_cast<float>(std::exp(scale * row[j] - mx) / sum);
                 // Never rank a NaN: it breaks the sort's ordering and prints as null.
-                if (!std::isfinite(probs[i * c + j]) || !std::isfinite(row[j]))
+                if (!std::isfinite(probs[i * c + j]))
                     ZEROCLIP_THROW(errc::format, model_->source() + ": non-finite similarity for image " +
                                                      std::to_string(i) + " and label '" + labels_[static_cast<size_t>(j)] +
                                                      "' (logit_scale " + std::to_string(scale) + "; NaN or Inf weights?)");
@@ -186,7 +181,7 @@ public:
 
     /// The top_k labels of each preprocessed image (N, 3, S, S).
     std::vector<std::vector<prediction>> classify(const tensor& pixels, int top_k = 5) const {
-        return classify_embeddings(model_->encode_image(pixels), top_k);
+        return classify_embeddings(embed_images(*model_, pixels), top_k);
     }
 
 private:

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -647,6 +648,15 @@ inline std::vector<float> normalize(const rgb_image& img, const std::array<float
     std::vector<float> out(static_cast<std::size_t>(img.width) * static_cast<std::size_t>(img.height) * 3);
     normalize_into(img, mean, stddev, out.data());
     return out;
+}
+
+/// File → model input, written to `out` (3 * size * size floats, CHW): decode, resize and crop,
+/// normalise, as OpenAI's `preprocess(Image.open(path))`. `on_decoded` sees the decoded image first.
+inline void preprocess_file_into(const std::string& path, const preprocess_options& options, float* out,
+                                 const std::function<void(const decoded_image&)>& on_decoded = {}) {
+    const decoded_image image = decode_image_file(path, options);
+    if (on_decoded) on_decoded(image);
+    normalize_into(preprocess_crop(image, options), options.mean, options.stddev, out);
 }
 
 /// File → model input: 3 x size x size floats (CHW), as OpenAI's `preprocess(Image.open(path))`.

@@ -25,7 +25,7 @@
 #include "io/safetensors.hpp"
 #include "models/clip.hpp"
 #include "models/config.hpp"
-#include "pipeline.hpp"
+#include "embeddings.hpp"
 #include "prompt.hpp"
 #include "tensor.hpp"
 #include "tokenizer.hpp"

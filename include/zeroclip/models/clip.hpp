@@ -12,6 +12,7 @@
 
 #include "../image.hpp"
 #include "../io/checkpoint.hpp"
+#include "../nn/similarity.hpp"
 #include "../tokenizer.hpp"
 #include "resnet.hpp"
 #include "text.hpp"
@@ -81,9 +82,10 @@ public:
         return o;
     }
 
-    /// Image embeddings (N, embed_dim), not normalised (as OpenAI's encode_image), from
-    /// preprocessed pixels (N, 3, image_size, image_size).
-    zeroclip::tensor encode_image(const zeroclip::tensor& pixels) const {
+    /// Image embeddings (N, embed_dim) on the backend, not normalised and not yet checked, from
+    /// preprocessed pixels (N, 3, image_size, image_size): where the embedding flow starts
+    /// (embeddings.hpp normalises them; nothing crosses to the host).
+    tensor image_features(const zeroclip::tensor& pixels) const {
         const int64_t s = config_.vision.image_size;
         if (pixels.ndim() != 4 || pixels.dim(1) != 3 || pixels.dim(2) != s || pixels.dim(3) != s || pixels.dim(0) < 1 ||
             pixels.empty())
@@ -91,14 +93,13 @@ public:
                                             ", expected [N,3," + std::to_string(s) + "," + std::to_string(s) + "]");
         (void)pixels.numel();  // errc::shape if N·3·S·S overflows, before any pixel is read
         const tensor x = backend_.upload(pixels);
-        return require_finite(
-            backend_.download(std::visit([&](const auto& enc) { return enc.forward(backend_, x); }, visual_)),
-            "encode_image", "image embedding");
+        return std::visit([&](const auto& enc) { return enc.forward(backend_, x); }, visual_);
     }
 
-    /// Text embeddings (N, embed_dim), not normalised, from token ids (N, L ≤ context_length),
-    /// each row starting with <|startoftext|> and holding <|endoftext|> (the highest id).
-    zeroclip::tensor encode_text(const token_tensor& tokens) const {
+    /// Text embeddings (N, embed_dim) on the backend, not normalised and not yet checked, from
+    /// token ids (N, L ≤ context_length), each row starting with <|startoftext|> and holding
+    /// <|endoftext|> (the highest id).
+    tensor text_features(const token_tensor& tokens) const {
         if (tokens.ndim() != 2 || tokens.dim(0) < 1 || tokens.dim(1) < 1 ||
             tokens.dim(1) > config_.text.context_length)
             ZEROCLIP_THROW(errc::shape, "encode_text: tokens have shape " + shape_to_string(tokens.shape()) +
@@ -109,13 +110,23 @@ public:
                 ZEROCLIP_THROW(errc::invalid_argument, "encode_text: token id " + std::to_string(id) +
                                                            " is outside the vocabulary [0, " +
                                                            std::to_string(config_.text.vocab_size) + ")");
-        return require_finite(backend_.download(text_.forward(backend_, tokens)), "encode_text", "text embedding");
+        return text_.forward(backend_, tokens);
+    }
+
+    /// Image embeddings (N, embed_dim) on the host, not normalised (as OpenAI's encode_image).
+    zeroclip::tensor encode_image(const zeroclip::tensor& pixels) const {
+        return require_finite(backend_.download(image_features(pixels)), "encode_image", "image embedding");
+    }
+
+    /// Text embeddings (N, embed_dim) on the host, not normalised (as OpenAI's encode_text).
+    zeroclip::tensor encode_text(const token_tensor& tokens) const {
+        return require_finite(backend_.download(text_features(tokens)), "encode_text", "text embedding");
     }
 
     /// exp(logit_scale): the factor CLIP multiplies cosine similarities by.
     float logit_scale() const { return std::exp(logit_scale_raw_); }
 
-    /// logits_per_image (N, M) = logit_scale · cos(image_i, text_j).
+    /// logits_per_image (N, M) = logit_scale · cos(image_i, text_j), from host embeddings.
     zeroclip::tensor logits_per_image(const zeroclip::tensor& image_embeddings,
                                       const zeroclip::tensor& text_embeddings) const {
         if (image_embeddings.ndim() != 2 || text_embeddings.ndim() != 2 ||
@@ -124,9 +135,8 @@ public:
                                             shape_to_string(image_embeddings.shape()) + " and " +
                                             shape_to_string(text_embeddings.shape()));
         const Backend& be = backend_;
-        tensor img = be.l2_normalize_rows(be.upload(image_embeddings));
-        tensor txt = be.l2_normalize_rows(be.upload(text_embeddings));
-        tensor logits = be.linear(img, txt, tensor{});
+        tensor logits = nn::cosines(be, nn::unit_rows(be, be.upload(image_embeddings)),
+                                    nn::unit_rows(be, be.upload(text_embeddings)));
         be.scale_(logits, logit_scale());
         return require_finite(be.download(logits), "logits_per_image", "logit");
     }
