@@ -5,6 +5,7 @@
 set -euo pipefail
 
 packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev zlib1g-dev libjpeg62-turbo-dev python3 python3-numpy
+          python3-distributed  # examples/dask/ and its test
           clang-14 libclang-rt-14-dev "$@")  # clang + its fuzzer runtime: the fuzz.replay test (tests/fuzz)
 # Training the default model and the speed comparisons also need PyTorch (large): opt in.
 if [[ "${ZEROCLIP_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi

@@ -13,6 +13,10 @@
 #include "outputs.hpp"
 #include "report_html.hpp"
 #include "decode_flag.hpp"
+#include "file_list.hpp"
+#include "interrupt.hpp"
+#include "partial_output.hpp"
+#include "resume.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -63,110 +67,28 @@ std::string percent(float p) {
     return s.str();
 }
 
-template <class Backend>
-int classify_with(const zeroclip_cli::args& a, Backend backend) {
-    const auto started = std::chrono::steady_clock::now();
-    const std::string started_at = zeroclip_cli::utc_now();
-    const std::string format = a.get("--format").value_or("table");
-    if (format != "table" && format != "json" && format != "jsonl" && format != "csv" && format != "html")
-        throw usage_error("--format must be table, json, jsonl, csv or html");
-    if (a.has("--output") && format != "html") throw usage_error("--output is for --format html (other formats go to stdout)");
-    const int html_limit = a.get_int("--html-limit", static_cast<int>(zeroclip_cli::html_report::default_max_cards), 1, 10000000);
-    const int top_k = a.get_int("--top-k", 5, 1, 100000);
-    zeroclip::file_batch_options options;
-    options.batch = a.get_int("--batch", 16, 1, 4096);
-    options.threads = a.get_int("--threads", 0, 0, 1024);
-    options.decode = zeroclip_cli::decode_mode_from(a);
-    const auto labels = zeroclip_cli::labels_from(a);
-    const auto templates = zeroclip_cli::templates_from(a);
-    if (a.positionals().empty()) throw usage_error("give at least one image file or folder");
-    std::vector<zeroclip_cli::listing_problem> problems;
-    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"), problems);
-    if (files.empty()) zeroclip_cli::throw_no_images(problems);
-#ifdef _OPENMP
-    if (options.threads > 0) omp_set_num_threads(options.threads);
-#endif
-
-    if (auto out = a.get("--output")) {
-        zeroclip_cli::file_plan plan;
-        plan.input(a.required("--model"), "--model");
-        plan.inputs(files, "image");
-        if (auto f = a.get("--labels-file")) plan.input(*f, "--labels-file");
-        if (auto f = a.get("--templates-file")) plan.input(*f, "--templates-file");
-        plan.output(*out, "--output");
-        plan.check();
-    }
-    // The report file is created (as a temporary) before any work, so a bad path fails first.
-    std::optional<zeroclip_cli::report_destination> destination;
-    std::vector<std::string> thumbnails;
-    if (format == "html") {
-        destination.emplace(a.get("--output"));
-        thumbnails.resize(files.size());
-        options.on_decoded = [&](size_t i, const zeroclip::decoded_image& im) { thumbnails[i] = zeroclip_cli::thumbnail_jpeg(im); };
-    }
-    auto model = zeroclip::load_model(a.required("--model"), std::move(backend));
-    std::optional<zeroclip::zero_shot_classifier<Backend>> classifier;
-    try {
-        classifier.emplace(model, labels, templates);
-    } catch (const zeroclip::error& e) {  // labels the model cannot tell apart
-        if (e.code() == zeroclip::errc::invalid_argument) throw usage_error(e.what());
-        throw;
-    }
-    for (const auto& cut : classifier->cut_labels())
-        std::cerr << "zeroclip classify: warning: the prompt of label '" << zeroclip_cli::escape_text(cut)
-                  << "' is longer than the model's " << model.config().text.context_length
-                  << "-token context: cut to fit\n";
-    zeroclip_cli::progress_bar bar("images");
-    options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
-    // Each batch is ranked as it arrives, on the backend; only the images that were embedded are
-    // ranked (a failed image has no direction).
-    std::vector<std::vector<zeroclip::prediction>> top(files.size());
-    std::vector<std::string> file_errors(files.size());
-    zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<Backend>& batch) {
-        for (size_t i = 0; i < batch.errors.size(); ++i) file_errors[batch.first + i] = batch.errors[i];
-        const std::vector<size_t> ok = batch.succeeded();
-        if (ok.empty()) return;
-        auto ranked = classifier->classify_embeddings(batch.embeddings, top_k);
-        for (size_t r = 0; r < ok.size(); ++r) top[batch.first + ok[r]] = std::move(ranked[r]);
-    }, options);
-
-    // Rows: the folders that could not be read, then the images in order.
-    std::vector<std::string> paths, errors;
-    std::vector<size_t> image_of;
-    for (const auto& p : problems) paths.push_back(p.path), errors.push_back(p.message), image_of.push_back(SIZE_MAX);
-    for (size_t i = 0; i < files.size(); ++i) paths.push_back(files[i]), errors.push_back(file_errors[i]), image_of.push_back(i);
-
-    int failed = 0;
-    nlohmann::json all = nlohmann::json::array();
-    if (format == "csv") std::cout << "path,rank,label,prob,cosine,error\n";
+// How one row prints in each streamed format (table rows are padded to `path_width`).
+struct row_printer {
+    std::string format;
     size_t path_width = 5;
-    for (const auto& f : paths) path_width = std::max(path_width, zeroclip_cli::escape_text(f).size());
-    if (format == "table") {
-        std::cout << std::left << std::setw(static_cast<int>(path_width)) << "image";
-        for (int r = 1; r <= std::min<int>(top_k, static_cast<int>(labels.size())); ++r)
-            std::cout << "  top-" << std::setw(20) << r;
-        std::cout << "\n";
-    }
-    std::optional<zeroclip_cli::html_report> report;
-    if (destination) {
-        report.emplace([&](const std::string& s) { destination->write(s); }, static_cast<size_t>(html_limit));
-        report->begin({"classify", a.required("--model"), labels, templates, "", "", paths.size(), started_at});
-    }
-    const std::vector<zeroclip::prediction> none;
-    for (size_t row = 0; row < paths.size(); ++row) {
-        const std::string& path = paths[row];
-        const std::string& error = errors[row];
-        const auto& preds = image_of[row] == SIZE_MAX ? none : top[image_of[row]];
-        if (!error.empty()) {
-            ++failed;
-            std::cerr << "zeroclip classify: " << zeroclip_cli::escape_text(error) << "\n";
+    size_t json_rows = 0;  // elements of the json array written so far
+
+    std::string row(const std::string& path, const std::string& error, const std::vector<zeroclip::prediction>& preds) {
+        std::ostringstream out;
+        if (format == "table") {
+            out << std::left << std::setw(static_cast<int>(path_width)) << zeroclip_cli::escape_text(path);
+            if (!error.empty()) out << "  error (see above)";
+            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
+                out << "  " << std::setw(25) << (zeroclip_cli::escape_text(preds[r].label) + " " + percent(preds[r].probability));
+            out << "\n";
+            return out.str();
         }
-        if (report) {
-            std::string thumbnail = image_of[row] == SIZE_MAX ? std::string() : std::move(thumbnails[image_of[row]]);
-            zeroclip_cli::report_card card{path, error, {}, 0, 0, std::move(thumbnail), ""};
-            for (const auto& p : preds) card.top.emplace_back(p.index, p.probability);
-            report->add(card);
-            continue;
+        if (format == "csv") {
+            if (!error.empty()) out << zeroclip_cli::csv_field(path) << ",,,,," << zeroclip_cli::csv_field(error) << "\n";
+            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
+                out << zeroclip_cli::csv_field(path) << "," << r + 1 << "," << zeroclip_cli::csv_field(preds[r].label) << ","
+                    << preds[r].probability << "," << preds[r].cosine << ",\n";
+            return out.str();
         }
         nlohmann::json j = nlohmann::json::object();
         zeroclip_cli::put_text(j, "path", path);
@@ -181,35 +103,182 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
                 j["top"].push_back(std::move(t));
             }
         }
-        if (format == "jsonl") std::cout << zeroclip_cli::dump_json(j) << "\n";
-        else if (format == "json") all.push_back(j);
-        else if (format == "csv") {
-            if (!error.empty()) std::cout << zeroclip_cli::csv_field(path) << ",,,,," << zeroclip_cli::csv_field(error) << "\n";
-            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
-                std::cout << zeroclip_cli::csv_field(path) << "," << r + 1 << "," << zeroclip_cli::csv_field(preds[r].label)
-                          << "," << preds[r].probability << "," << preds[r].cosine << ",\n";
-        } else {
-            std::cout << std::left << std::setw(static_cast<int>(path_width)) << zeroclip_cli::escape_text(path);
-            if (!error.empty()) std::cout << "  error (see above)";
-            for (size_t r = 0; error.empty() && r < preds.size(); ++r)
-                std::cout << "  " << std::setw(25) << (zeroclip_cli::escape_text(preds[r].label) + " " + percent(preds[r].probability));
-            std::cout << "\n";
-        }
+        if (format == "jsonl") return zeroclip_cli::dump_json(j) + "\n";
+        // json: the array nlohmann would print whole, one element at a time (strings hold no newline).
+        std::string element = zeroclip_cli::dump_json(j, 2), indented = json_rows++ ? ",\n  " : "[\n  ";
+        for (char c : element) indented += c == '\n' ? std::string("\n  ") : std::string(1, c);
+        return indented;
     }
-    if (format == "json") std::cout << zeroclip_cli::dump_json(all, 2) << "\n";
+    std::string header(int top_k, size_t labels) const {
+        if (format == "csv") return std::string(zeroclip_cli::classify_csv_header()) + "\n";
+        if (format != "table") return "";
+        std::ostringstream out;
+        out << std::left << std::setw(static_cast<int>(path_width)) << "image";
+        for (int r = 1; r <= std::min<int>(top_k, static_cast<int>(labels)); ++r) out << "  top-" << std::setw(20) << r;
+        out << "\n";
+        return out.str();
+    }
+    std::string footer() const { return format != "json" ? "" : json_rows ? "\n]\n" : "[]\n"; }
+};
+
+template <class Backend>
+int classify_with(const zeroclip_cli::args& a, Backend backend) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::string started_at = zeroclip_cli::utc_now();
+    const std::string format = a.get("--format").value_or("table");
+    if (format != "table" && format != "json" && format != "jsonl" && format != "csv" && format != "html")
+        throw usage_error("--format must be table, json, jsonl, csv or html");
+    const bool resume = a.has("--resume");
+    if (resume && !a.has("--output")) throw usage_error("--resume continues the run writing --output FILE: give it");
+    if (resume && format != "jsonl" && format != "csv")
+        throw usage_error("--resume needs --format jsonl or csv (whose records name their file)");
+    const int html_limit = a.get_int("--html-limit", static_cast<int>(zeroclip_cli::html_report::default_max_cards), 1, 10000000);
+    const int top_k = a.get_int("--top-k", 5, 1, 100000);
+    zeroclip::file_batch_options options;
+    options.batch = a.get_int("--batch", 16, 1, 4096);
+    options.threads = a.get_int("--threads", 0, 0, 1024);
+    options.decode = zeroclip_cli::decode_mode_from(a);
+    const auto labels = zeroclip_cli::labels_from(a);
+    const auto templates = zeroclip_cli::templates_from(a);
+    if (a.positionals().empty() && !a.has("--files-from")) throw usage_error("give at least one image file or folder, or --files-from");
+    auto [files, problems] = zeroclip_cli::list_inputs(a);
+    if (files.empty() && !a.has("--shard")) zeroclip_cli::throw_no_images(problems);
+#ifdef _OPENMP
+    if (options.threads > 0) omp_set_num_threads(options.threads);
+#endif
+
+    const auto out = a.get("--output");
+    if (out) {
+        zeroclip_cli::file_plan plan;
+        plan.input(a.required("--model"), "--model");
+        if (auto f = a.get("--labels-file")) plan.input(*f, "--labels-file");
+        if (auto f = a.get("--templates-file")) plan.input(*f, "--templates-file");
+        if (auto f = a.get("--files-from"); f && *f != "-") plan.input(*f, "--files-from");
+        plan.output(*out, "--output");
+        if (format != "html") plan.output(zeroclip_cli::partial_path_of(*out), "--output (.partial)");
+        plan.check();
+        zeroclip_cli::check_outputs_are_not_images(files, {{"--output", *out}, {"--output", zeroclip_cli::partial_path_of(*out)}});
+    }
+    // The output is created (the report as a temporary, the others as FILE.partial, locked) before
+    // any work, so a bad path or a second run on the same file fails first.
+    std::optional<zeroclip_cli::report_destination> destination;
+    std::optional<zeroclip_cli::partial_file> partial;
+    std::vector<std::string> thumbnails;
+    if (format == "html") {
+        destination.emplace(out);
+        thumbnails.resize(files.size());
+        options.on_decoded = [&](size_t i, const zeroclip::decoded_image& im) { thumbnails[i] = zeroclip_cli::thumbnail_jpeg(im); };
+    } else if (out) {
+        partial.emplace(*out, resume, "--output");
+    }
+    const size_t rows_per_image = std::min<size_t>(static_cast<size_t>(top_k), labels.size());
+    zeroclip_cli::resume_state before;
+    if (partial && partial->resumed()) {
+        const std::string content = partial->read_all();
+        before = format == "csv" ? zeroclip_cli::scan_csv(content, rows_per_image, partial->path())
+                                 : zeroclip_cli::scan_jsonl(content, partial->path());
+        partial->truncate(before.keep_bytes);
+        std::cerr << "zeroclip classify: resuming " << zeroclip_cli::escape_text(partial->path()) << ": " << before.records
+                  << " files done (" << before.errors << " failed), " << content.size() - before.keep_bytes
+                  << " bytes of a cut record dropped\n";
+        auto recorded = [&](const std::string& p) { return before.done.count(p) != 0; };
+        files.erase(std::remove_if(files.begin(), files.end(), recorded), files.end());
+        problems.erase(std::remove_if(problems.begin(), problems.end(), [&](const auto& p) { return recorded(p.path); }),
+                       problems.end());
+        before.done = {};
+    }
+    auto model = zeroclip::load_model(a.required("--model"), std::move(backend));
+    std::optional<zeroclip::zero_shot_classifier<Backend>> classifier;
+    try {
+        classifier.emplace(model, labels, templates);
+    } catch (const zeroclip::error& e) {  // labels the model cannot tell apart
+        if (e.code() == zeroclip::errc::invalid_argument) throw usage_error(e.what());
+        throw;
+    }
+    for (const auto& cut : classifier->cut_labels())
+        std::cerr << "zeroclip classify: warning: the prompt of label '" << zeroclip_cli::escape_text(cut)
+                  << "' is longer than the model's " << model.config().text.context_length
+                  << "-token context: cut to fit\n";
+
+    row_printer printer{format};
+    for (const auto& p : problems) printer.path_width = std::max(printer.path_width, zeroclip_cli::escape_text(p.path).size());
+    for (const auto& f : files) printer.path_width = std::max(printer.path_width, zeroclip_cli::escape_text(f).size());
+    // Each batch's text goes out in one write and is flushed: a reader sees whole records.
+    auto emit = [&](const std::string& text) {
+        if (partial) partial->append(text), partial->mark_records();
+        else if (!text.empty() && (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0))
+            throw zeroclip::error(zeroclip::errc::io, "cannot write to standard output");
+    };
+    std::optional<zeroclip_cli::html_report> report;
+    if (destination) {
+        report.emplace([&](const std::string& s) { destination->write(s); }, static_cast<size_t>(html_limit));
+        report->begin({"classify", a.required("--model"), labels, templates, "", "", problems.size() + files.size(), started_at});
+    }
+    size_t failed = before.errors, done = 0;
+    const size_t total = before.records + problems.size() + files.size();
+    auto add_row = [&](std::string& text, const std::string& path, const std::string& error,
+                       const std::vector<zeroclip::prediction>& preds, std::string thumbnail) {
+        if (!error.empty()) {
+            ++failed;
+            std::cerr << "zeroclip classify: " << zeroclip_cli::escape_text(error) << "\n";
+        }
+        if (!report) return void(text += printer.row(path, error, preds));
+        zeroclip_cli::report_card card{path, error, {}, 0, 0, std::move(thumbnail), ""};
+        for (const auto& p : preds) card.top.emplace_back(p.index, p.probability);
+        report->add(card);
+    };
+
+    // Rows: the folders that could not be read, then the images in order, a batch at a time.
+    std::string text = before.keep_bytes ? "" : printer.header(top_k, labels.size());
+    for (const auto& p : problems) add_row(text, p.path, p.message, {}, "");
+    emit(text);
+    zeroclip_cli::progress_bar bar("images");
+    options.progress = [&](size_t d, size_t t) { bar.update(d, t); };
+    zeroclip_cli::interrupt_guard guard;
+    try {
+        zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<Backend>& b) {
+            // Only the images that were embedded are ranked (on the backend): a failed image has no direction.
+            const auto ranked = b.succeeded().empty() ? std::vector<std::vector<zeroclip::prediction>>{}
+                                                      : classifier->classify_embeddings(b.embeddings, top_k);
+            std::string batch_text;
+            const std::vector<zeroclip::prediction> none;
+            for (size_t i = 0, r = 0; i < b.paths.size(); ++i) {
+                const bool ok = b.errors[i].empty();
+                add_row(batch_text, b.paths[i], b.errors[i], ok ? ranked[r++] : none,
+                        report ? std::move(thumbnails[b.first + i]) : std::string());
+            }
+            emit(batch_text);
+            done = b.first + b.paths.size();
+            if (zeroclip_cli::interrupt_guard::received()) throw zeroclip_cli::interrupted{zeroclip_cli::interrupt_guard::received()};
+        }, options);
+    } catch (const zeroclip_cli::interrupted&) {
+        std::cerr << "\nzeroclip classify: interrupted after " << done << " of " << files.size() << " files";
+        if (partial && (format == "jsonl" || format == "csv"))
+            std::cerr << "; their results are in " << zeroclip_cli::escape_text(partial->path())
+                      << ". Run the same command with --resume to continue.\n";
+        else if (partial)
+            std::cerr << "; --format " << format << " cannot be resumed (jsonl and csv can): delete "
+                      << zeroclip_cli::escape_text(partial->path()) << " and run again.\n";
+        else
+            std::cerr << " (their results were printed); with --output FILE a run can be resumed.\n";
+        return zeroclip_cli::interrupted_exit_code;
+    }
+    emit(printer.footer());
     if (report) {
         report->finish({std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()});
         destination->commit();
     }
-    if (failed) std::cerr << "zeroclip classify: " << failed << " of " << paths.size() << " images failed\n";
+    if (partial) partial->commit();
+    if (failed) std::cerr << "zeroclip classify: " << failed << " of " << total << " images failed\n";
     return failed ? 1 : 0;
 }
 
 int run_classify(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv,
                          {"--model", "--labels", "--labels-file", "--template", "--templates", "--templates-file",
-                          "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit", "--decode"},
-                         {"--recursive"});
+                          "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit", "--decode",
+                          "--files-from", "--shard"},
+                         {"--recursive", "--resume"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
     if (device == "cpu") return classify_with(a, zeroclip::cpu_backend{});
@@ -222,8 +291,8 @@ int run_classify(const std::vector<std::string>& argv) {
 ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders",
                       "usage: zeroclip classify --model M (--labels \"cat,dog,...\" | --labels-file F)\n"
                       "                         [--template T | --templates imagenet80 | --templates-file F]\n"
-                      "                         [--top-k K] [--format table|json|jsonl|csv|html] [--output FILE]\n"
-                      "                         [--html-limit N] [--recursive]\n"
+                      "                         [--top-k K] [--format table|json|jsonl|csv|html] [--output FILE [--resume]]\n"
+                      "                         [--html-limit N] [--recursive] [--files-from F] [--shard K/N]\n"
                       "                         [--threads N] [--batch N] [--device cpu|cuda] [--decode exact|draft] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
                       "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders, not\n"
@@ -237,20 +306,32 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "  --format         table (default), json, jsonl ({\"path\":..., \"top\":[{\"label\",\"prob\",\n"
                       "                   \"cosine\"}]} per line; {\"path\":..., \"error\":...} for a failed image), csv,\n"
                       "                   html (one self-contained page: thumbnails, label bars, filters; no network)\n"
-                      "  --output FILE    where --format html goes (default: stdout); written whole or not at all\n"
+                      "                   Results stream: each batch's rows are written and flushed as soon as it is\n"
+                      "                   done (json too, element by element; html is written at the end)\n"
+                      "  --output FILE    write to FILE instead of stdout: rows go to FILE.partial as they come,\n"
+                      "                   renamed to FILE when the run completes (html: written whole at the end)\n"
+                      "  --resume         continue an interrupted --output run (jsonl or csv) from FILE.partial:\n"
+                      "                   files recorded there are skipped, a record cut short is dropped; the\n"
+                      "                   result equals an uninterrupted run's. Without it an existing FILE.partial\n"
+                      "                   is an error (never overwritten); a .partial in use by another run is locked\n"
+                      "                   SIGINT / SIGTERM: the batch in hand is written, then exit 130\n"
                       "  --html-limit N   images shown in the html report (default 20000; all are counted)\n"
                       "                   Names and labels that are not valid UTF-8: in JSON each bad byte shows as\n"
                       "                   U+FFFD and \"path_hex\" / \"label_hex\" hold the exact bytes in hex; in table\n"
                       "                   and csv, control characters and bad bytes are escaped (\\\\ \\n \\r \\t \\xHH)\n"
-                      "  --threads N      decoding and compute threads (default: all cores)\n"
+                      "  --threads N      decoding and compute threads (default: all cores)\n" +
+                          std::string(zeroclip_cli::file_list_help()) +
                       "  --batch N        images per encoder call (default 16)\n"
                       "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n" +
                           std::string(zeroclip_cli::decode_flag_help()) + "\n"
-                      "Exit code: 0 all images classified, 1 some image failed (the rest are still printed), 2 usage.\n\n"
+                      "Exit code: 0 all images classified, 1 some image failed (the rest are still printed), 2 usage,\n"
+                      "130 interrupted (resume with --resume).\n\n"
                       "examples:\n"
                       "  zeroclip classify --model examples/models/zeroclip-toy-vit.safetensors \\\n"
                       "      --labels-file examples/labels.txt examples/images\n"
                       "  zeroclip classify --model clip-vit-base-patch32/ --labels \"cat,dog,car\" --templates imagenet80 \\\n"
                       "      --format jsonl --recursive photos/\n"
-                      "  zeroclip classify --model M --labels-file labels.txt --format html --output report.html photos/\n",
+                      "  zeroclip classify --model M --labels-file labels.txt --format html --output report.html photos/\n"
+                      "  zeroclip classify --model M --labels-file labels.txt --format jsonl --output part3.jsonl \\\n"
+                      "      --files-from all.txt --shard 3/8 --resume\n",
                       run_classify});

@@ -9,6 +9,9 @@
 #include "common.hpp"
 #include "outputs.hpp"
 #include "decode_flag.hpp"
+#include "embed_output.hpp"
+#include "file_list.hpp"
+#include "interrupt.hpp"
 
 namespace {
 
@@ -33,8 +36,9 @@ std::string default_names_path(const std::string& out) {
            ".names.txt";
 }
 
-// Image files and texts → L2-normalised rows in one .npy, and their names one per line (escaped).
-// A failed image gets no row: a zero row would have no direction and rank anywhere.
+// Image files and texts → L2-normalised rows in one .npy, and their names one per line (escaped),
+// streamed through .partial files (embed_output.hpp). A failed image gets no row: a zero row would
+// have no direction and rank anywhere.
 int embed_files_and_texts(const zeroclip_cli::args& a) {
     const auto out = a.get("--out");
     if (!out) throw zeroclip_cli::usage_error("embedding images or texts needs --out E.npy");
@@ -42,15 +46,20 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     std::vector<std::string> texts = a.get_all("--text");
     for (const auto& t : texts)
         if (t.find_first_not_of(" \t\r\n") == std::string::npos) throw zeroclip_cli::usage_error("--text must not be empty");
-    std::vector<zeroclip_cli::listing_problem> problems;
-    const auto files = zeroclip_cli::collect_images(a.positionals(), a.has("--recursive"), problems);
+    auto [files, problems] = zeroclip_cli::list_inputs(a);
     zeroclip_cli::file_plan plan;
     plan.input(a.required("--model"), "--model");
-    plan.inputs(files, "image");
     if (auto f = a.get("--texts-file")) plan.input(*f, "--texts-file");
+    if (auto f = a.get("--files-from"); f && *f != "-") plan.input(*f, "--files-from");
+    const std::string names_role = a.has("--names") ? "--names" : "the names file";
     plan.output(*out, "--out");
-    plan.output(names_path, a.has("--names") ? "--names" : "the names file");
+    plan.output(names_path, names_role);
+    plan.output(zeroclip_cli::partial_path_of(*out), "--out (.partial)");
+    plan.output(zeroclip_cli::partial_path_of(names_path), names_role + " (.partial)");
     plan.check();
+    zeroclip_cli::check_outputs_are_not_images(files, {{"--out", *out}, {names_role, names_path},
+                                                       {"--out", zeroclip_cli::partial_path_of(*out)},
+                                                       {names_role, zeroclip_cli::partial_path_of(names_path)}});
     if (auto f = a.get("--texts-file")) {
         try {
             auto more = zeroclip::read_lines_file(*f, "texts file");
@@ -60,10 +69,12 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
             throw;
         }
     }
-    if (files.empty() && texts.empty()) {
+    // An empty shard is a shard like the others: it writes a [0, D] .npy (a job array's task succeeds).
+    if (files.empty() && texts.empty() && !(a.has("--shard") && problems.empty())) {
         if (!problems.empty()) zeroclip_cli::throw_no_images(problems);
         throw zeroclip_cli::usage_error("no image files or texts to embed");
     }
+    zeroclip_cli::npy_rows_partial partial(*out, names_path, a.has("--resume"));
     int failed = 0;
     for (const auto& p : problems) {
         std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(p.message) << "\n";
@@ -72,75 +83,78 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
 
     zeroclip::model m = zeroclip::load_model(a.required("--model"));
     const int64_t d = m.config().embed_dim;
-    std::vector<std::string> names;
-    std::vector<const float*> row_of;  // the source of each output row
-    zeroclip::tensor unit, text_rows;
-    if (!files.empty()) {
-        zeroclip_cli::progress_bar bar("images");
-        zeroclip::file_batch_options options;
-        options.batch = a.get_int("--batch", 16, 1, 4096);
-        options.decode = zeroclip_cli::decode_mode_from(a);
-        options.progress = [&](size_t done, size_t total) { bar.update(done, total); };
-        auto r = zeroclip::embed_image_files(m, files, options);
-        unit = std::move(r.embeddings);  // L2-normalised rows
-        for (size_t i = 0; i < files.size(); ++i) {
-            if (!r.errors[i].empty()) {
-                std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(r.errors[i]) << " (no row written)\n";
-                ++failed;
-                continue;
+    const auto before = partial.open_rows(d);
+    if (before.records) {
+        auto recorded = [&](const std::string& name) { return before.done.count(zeroclip_cli::escape_text(name)) != 0; };
+        files.erase(std::remove_if(files.begin(), files.end(), recorded), files.end());
+        texts.erase(std::remove_if(texts.begin(), texts.end(), [&](const auto& t) { return recorded("text:" + t); }),
+                    texts.end());
+        std::cerr << "zeroclip embed: resuming " << zeroclip_cli::escape_text(partial.path()) << ": " << before.records
+                  << " rows kept\n";
+    }
+    partial.reserve(files.size() + texts.size());
+    size_t done = 0;
+    zeroclip_cli::progress_bar bar("images");
+    zeroclip::file_batch_options options;
+    options.batch = a.get_int("--batch", 16, 1, 4096);
+    options.decode = zeroclip_cli::decode_mode_from(a);
+    options.progress = [&](size_t n, size_t total) { bar.update(n, total); };
+    zeroclip_cli::interrupt_guard guard;
+    try {
+        zeroclip::embed_image_stream(m, files, [&](const zeroclip::image_batch<zeroclip::cpu_backend>& b) {
+            const zeroclip::tensor rows = b.succeeded().empty() ? zeroclip::tensor({0, d}) : m.backend().download(b.embeddings);
+            check_finite_embeddings(rows, m.source(), "image");
+            std::string names;
+            for (size_t i = 0; i < b.paths.size(); ++i) {
+                if (b.errors[i].empty()) names += zeroclip_cli::escape_text(b.paths[i]) + "\n";
+                else std::cerr << "zeroclip embed: " << zeroclip_cli::escape_text(b.errors[i]) << " (no row written)\n", ++failed;
             }
-            const float* row = unit.data() + static_cast<int64_t>(i) * d;
-            check_finite_embeddings(zeroclip::tensor({1, d}, std::vector<float>(row, row + d)), m.source(), "image");
-            row_of.push_back(row);
-            names.push_back(files[i]);
-        }
+            partial.append(rows.data(), static_cast<uint64_t>(rows.dim(0)), names);
+            done = b.first + b.paths.size();
+            if (zeroclip_cli::interrupt_guard::received()) throw zeroclip_cli::interrupted{zeroclip_cli::interrupt_guard::received()};
+        }, options);
+    } catch (const zeroclip_cli::interrupted&) {
+        std::cerr << "\nzeroclip embed: interrupted after " << done << " of " << files.size() << " files; "
+                  << partial.rows() << " rows are in " << zeroclip_cli::escape_text(partial.path())
+                  << ". Run the same command with --resume to continue.\n";
+        return zeroclip_cli::interrupted_exit_code;
     }
     if (!texts.empty()) {
         for (const auto& cut : zeroclip::texts_cut_by_context(m, texts))
             std::cerr << "zeroclip embed: warning: text '" << zeroclip_cli::escape_text(cut) << "' is longer than the model's "
                       << m.config().text.context_length << "-token context: cut to fit\n";
-        text_rows = zeroclip::embed_texts(m, texts);
+        const zeroclip::tensor text_rows = zeroclip::embed_texts(m, texts);
         check_finite_embeddings(text_rows, m.source(), "text");
-        for (size_t i = 0; i < texts.size(); ++i) {
-            row_of.push_back(text_rows.data() + static_cast<int64_t>(i) * d);
-            names.push_back("text:" + texts[i]);
-        }
+        std::string names;
+        for (const auto& t : texts) names += zeroclip_cli::escape_text("text:" + t) + "\n";
+        partial.append(text_rows.data(), texts.size(), names);
     }
-    if (row_of.empty())
+    if (partial.rows() == 0 && failed) {
+        partial.discard();
         throw zeroclip::error(zeroclip::errc::image_decode, "no image could be embedded; " + *out + " was not written");
-    zeroclip::tensor rows({static_cast<int64_t>(row_of.size()), d});
-    for (size_t i = 0; i < row_of.size(); ++i) std::copy_n(row_of[i], d, rows.data() + static_cast<int64_t>(i) * d);
-
-    // Both files are written and synced before either is renamed into place: a full disk leaves
-    // the previous pair untouched.
-    zeroclip::atomic_output npy_out(*out), names_out(names_path);
-    zeroclip::write_npy(npy_out, rows);
-    std::string listing;
-    for (const auto& n : names) listing += zeroclip_cli::escape_text(n) + "\n";
-    names_out.write(listing);
-    npy_out.sync();
-    names_out.sync();
-    npy_out.commit();
-    names_out.commit();
-    std::cerr << "wrote " << names.size() << " rows of " << d << " floats to " << zeroclip_cli::escape_text(*out)
+    }
+    partial.commit();
+    std::cerr << "wrote " << partial.rows() << " rows of " << d << " floats to " << zeroclip_cli::escape_text(*out)
               << ", names to " << zeroclip_cli::escape_text(names_path) << "\n";
     return failed ? 1 : 0;
 }
 
 int run_embed(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv, {"--model", "--pixels", "--tokens", "--out", "--text-out", "--text", "--texts-file",
-                                "--names", "--batch", "--decode"},
-                         {"--normalize", "--recursive"});
+                                "--names", "--batch", "--decode", "--files-from", "--shard"},
+                         {"--normalize", "--recursive", "--resume"});
     const std::string model_path = a.required("--model");
     const auto pixels_path = a.get("--pixels");
     const auto tokens_path = a.get("--tokens");
     if (!pixels_path && !tokens_path) {
-        if (a.positionals().empty() && !a.has("--text") && !a.has("--texts-file"))
+        if (a.positionals().empty() && !a.has("--text") && !a.has("--texts-file") && !a.has("--files-from"))
             throw zeroclip_cli::usage_error("give images/folders, --text/--texts-file, or --pixels/--tokens .npy files");
         return embed_files_and_texts(a);
     }
-    if (!a.positionals().empty() || a.has("--text") || a.has("--texts-file"))
+    if (!a.positionals().empty() || a.has("--text") || a.has("--texts-file") || a.has("--files-from"))
         throw zeroclip_cli::usage_error("--pixels/--tokens cannot be combined with images or texts");
+    for (const char* flag : {"--resume", "--shard"})
+        if (a.has(flag)) throw zeroclip_cli::usage_error(std::string(flag) + " goes with images and texts, not --pixels/--tokens");
     if (pixels_path && tokens_path && a.get("--out") && !a.get("--text-out"))
         throw zeroclip_cli::usage_error("with both --pixels and --tokens, --out takes the image embeddings "
                                         "and --text-out the text embeddings");
@@ -189,7 +203,8 @@ int run_embed(const std::vector<std::string>& argv) {
 
 ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "usage: zeroclip embed --model PATH [IMAGES/FOLDERS...] [--text T]... [--texts-file F]\n"
-                      "                      --out E.npy [--names N.txt] [--recursive] [--batch N] [--decode exact|draft]\n"
+                      "                      [--files-from F] [--shard K/N] --out E.npy [--names N.txt] [--resume]\n"
+                      "                      [--recursive] [--batch N] [--decode exact|draft]\n"
                       "       zeroclip embed --model PATH [--pixels X.npy] [--tokens T.npy]\n"
                       "                      [--out E.npy] [--text-out T.npy] [--normalize]\n\n"
                       "First form: image files (folders: their image files, sorted) and texts become\n"
@@ -198,7 +213,13 @@ ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "so that any name stays on one line (\\\\ \\n \\r \\t, and \\xHH for other control bytes\n"
                       "and bytes that are not UTF-8). For numpy / FAISS. A failed image is reported and gets\n"
                       "no row (exit code 1). E.npy and its names file are written whole or not at all; an\n"
-                      "output that is an input (the model, an image) or a folder is refused before any work.\n" +
+                      "output that is an input (the model, an image) or a folder is refused before any work.\n"
+                      "While it runs, rows go to E.npy.partial (a valid .npy: its header declares every row\n"
+                      "still possible, unwritten rows read as zeros) and names to N.txt.partial, batch by\n"
+                      "batch; both are renamed when the run completes. --resume continues from them: the\n"
+                      "rows named in N.txt.partial are kept and their files skipped (a failed image has no\n"
+                      "row, so it is tried again). SIGINT / SIGTERM: the batch in hand is written, exit 130.\n" +
+                          std::string(zeroclip_cli::file_list_help()) +
                           std::string(zeroclip_cli::decode_flag_help()) + "\n"
                       "Second form, for comparisons with Python:\n"
                       "  --pixels X.npy   preprocessed images, float32 [N,3,S,S] (S = the model's input size)\n"

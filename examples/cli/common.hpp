@@ -95,7 +95,7 @@ inline std::vector<std::string> collect_images(const std::vector<std::string>& i
             std::vector<std::string> found;
             detail::list_folder(input, recursive, found, problems);
             std::sort(found.begin(), found.end());
-            files.insert(files.end(), found.begin(), found.end());
+            files.insert(files.end(), std::make_move_iterator(found.begin()), std::make_move_iterator(found.end()));
         } else if (S_ISREG(st.st_mode)) {
             files.push_back(input);
         } else {

@@ -302,8 +302,11 @@ class HtmlReportTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 0)
         self.assertTrue(proc.stdout.startswith(b"<!DOCTYPE html>"))
         self.assertTrue(proc.stdout.rstrip().endswith(b"</html>"))
-        proc = run_cli("classify", "--model", MODEL, "--labels", "a,b", "--output", "x.html", IMAGES, check=False)
+        # --output takes every format now (streamed through FILE.partial); --resume needs jsonl or csv.
+        proc = run_cli("classify", "--model", MODEL, "--labels", "a,b", "--format", "html", "--resume", "--output",
+                       os.path.join(self.tmp, "x.html"), IMAGES, check=False)
         self.assertEqual(proc.returncode, 2)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "x.html")))
         # A folder as the output fails before any work, and nothing is left behind.
         target = os.path.join(self.tmp, "a-folder")
         os.mkdir(target)
