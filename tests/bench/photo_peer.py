@@ -12,9 +12,9 @@ official `clip` package writes instead of `zeroclip classify`, and Pillow's deco
         layout of `bench_image --photos` (ms per megapixel, [wall, CPU])
 
 The preprocessing is clip's `_transform` (clip/clip.py): Resize(n_px, BICUBIC), CenterCrop(n_px),
-convert("RGB"), ToTensor, Normalize. torchvision is not installed here (Debian has no package for
-the torch 1.13 of python3-torch), so its three Pillow steps are written out below as torchvision
-0.14 does them: the long side int(n * long / short), Pillow's resize, the crop offset
+convert("RGB"), ToTensor, Normalize. torchvision is not installed here (Debian's
+python3-torchvision pulls in ffmpeg's libraries), so its Pillow steps are written out below as
+torchvision 0.14 does them: the long side int(n * long / short), Pillow's resize, the crop offset
 int(round((size - n) / 2)); ToTensor and Normalize in float32. The model is tests/bench/torch_clip.py
 (the official architecture), the tokenizer scripts/reference_tokenizer.py (a port of clip.tokenize).
 """

@@ -219,7 +219,24 @@ def bench_e2e(args, photos, model, labels, n_photos):
     dprob = max(abs(a[p][1] - b[p][1]) for p in a if p in b)
     print("cross-check, zeroclip exact fp32 against PyTorch: top-1 equal on %d of %d photos, max |top-1 prob difference| %.2g"
           % (same, len(a), dprob))
-    return dict(rows=rows, loads=loads, raw=res, cross_check=dict(top1_equal=same, photos=len(a), max_prob_diff=dprob))
+    crops = same_crops(zc, photos)
+    print("crops of the Python pipeline bit-identical to `zeroclip preprocess`: %d of %d photos" % (crops, n_photos))
+    return dict(rows=rows, loads=loads, raw=res, cross_check=dict(top1_equal=same, photos=len(a), max_prob_diff=dprob,
+                                                                  identical_crops=crops))
+
+
+def same_crops(zc, photos):
+    """How many photos the Python pipeline crops to exactly zeroclip's 8-bit crop."""
+    import numpy as np
+    from PIL import Image
+    sys.path.insert(0, HERE)
+    from photo_peer import crop
+    npy = os.path.join(TMP, "crop.npy")
+    same = 0
+    for path in jpegs(photos):
+        run([zc, "preprocess", path, "--npy", npy, "--quiet"])
+        same += bool(np.array_equal(np.load(npy), np.asarray(crop(Image.open(path), 224))))
+    return same
 
 
 # ----------------------------------------------------------------------------- 3. what draft changes
