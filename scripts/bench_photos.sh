@@ -19,8 +19,9 @@ BUILD=${BUILD:-build-bench}
 PHOTOS=$BUILD/photos
 
 need=()
-/usr/bin/python3 -c "import PIL" 2>/dev/null || need+=(python3-pil)
-/usr/bin/python3 -c "import torch" 2>/dev/null || need+=(python3-torch)
+for module_package in PIL:python3-pil torch:python3-torch; do
+    /usr/bin/python3 -c "import ${module_package%%:*}" 2>/dev/null || need+=("${module_package#*:}")
+done
 [ -d /usr/lib/x86_64-linux-gnu/openblas-pthread ] || need+=(libopenblas0-pthread)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bench_photos.sh: installing ${need[*]}" >&2
