@@ -5,10 +5,13 @@
 //   g++ -O2 -std=c++17 -Iinclude tests/bench/bench_image.cpp -o bench_image [-DZEROCLIP_WITH_LIBJPEG -ljpeg] -lz
 //   ./bench_image [RUNS=7] [CROP=224] [WIDTH=4000] [HEIGHT=3000]
 //   ./bench_image --photos DIR [CROP=224]    every .jpg/.jpeg/.png in DIR, one pass each: decode exact
-//                                            and draft, resize of each; ms per photo and per megapixel
+//                                            and draft, resize of each; ms per photo and per megapixel;
+//                                            how far draft moves the crops; last line: the same as JSON
+//                                            (scripts/bench_photos.sh reads it)
 #include <zeroclip/image.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -71,17 +74,41 @@ int bench_photos(const std::string& dir, int crop) {
     zeroclip::preprocess_options exact, draft;
     exact.size = draft.size = crop;
     draft.decode = zeroclip::decode_mode::draft;
+#if defined(ZEROCLIP_WITH_LIBJPEG)
+    const char* jpeg = "libjpeg-turbo";
+    const bool has_draft = true;
+#else
+    const char* jpeg = "stb_image";
+    const bool has_draft = false;  // stb decodes at full size: draft would time exact again
+#endif
     double mp = 0;
     timing dec_exact{0, 0}, dec_draft{0, 0}, res_exact{0, 0}, res_draft{0, 0};
     const auto add = [](timing& sum, timing t) { sum.wall_ms += t.wall_ms, sum.cpu_ms += t.cpu_ms; };
     std::size_t done = 0;
+    // How far draft decoding moves the crop (issue 16, item 3): |draft - exact| over every byte.
+    int diff_max = 0;
+    std::string diff_max_photo;
+    double diff_sum = 0, diff_n = 0;
+    std::vector<int> photo_maxes;  // a few edges or the whole crop: the median photo's max tells
     for (const auto& f : files) {
         try {
             zeroclip::decoded_image a, b;
+            zeroclip::rgb_image ca, cb;
             add(dec_exact, median_ms(1, [&] { a = zeroclip::decode_image_file(f, exact); }));
-            add(dec_draft, median_ms(1, [&] { b = zeroclip::decode_image_file(f, draft); }));
-            add(res_exact, median_ms(1, [&] { (void)zeroclip::preprocess_crop(a, exact); }));
-            add(res_draft, median_ms(1, [&] { (void)zeroclip::preprocess_crop(b, draft); }));
+            add(res_exact, median_ms(1, [&] { ca = zeroclip::preprocess_crop(a, exact); }));
+            if (has_draft) {
+                add(dec_draft, median_ms(1, [&] { b = zeroclip::decode_image_file(f, draft); }));
+                add(res_draft, median_ms(1, [&] { cb = zeroclip::preprocess_crop(b, draft); }));
+                int photo_max = 0;
+                for (std::size_t i = 0; i < ca.pixels.size(); ++i) {
+                    const int d = std::abs(static_cast<int>(ca.pixels[i]) - static_cast<int>(cb.pixels[i]));
+                    photo_max = std::max(photo_max, d);
+                    diff_sum += d;
+                }
+                if (photo_max > diff_max) diff_max = photo_max, diff_max_photo = f;
+                photo_maxes.push_back(photo_max);
+                diff_n += static_cast<double>(ca.pixels.size());
+            }
             mp += static_cast<double>(a.width) * a.height / 1e6;
             ++done;
         } catch (const zeroclip::error& e) {
@@ -90,23 +117,41 @@ int bench_photos(const std::string& dir, int crop) {
     }
     if (!done) return std::fprintf(stderr, "bench_image: no photo decoded in %s\n", dir.c_str()), 1;
     const double n = static_cast<double>(done);
-#if defined(ZEROCLIP_WITH_LIBJPEG)
-    const char* jpeg = "libjpeg-turbo";
-#else
-    const char* jpeg = "stb_image";
-#endif
     std::printf("bench_image: %zu photos in %s, mean %.2f MP, crop %d, JPEG by %s (wall / CPU ms)\n", done, dir.c_str(),
                 mp / n, crop, jpeg);
     const auto row = [&](const char* what, timing t) {
         std::printf("  %-30s %8.1f / %8.1f per photo   %6.2f / %6.2f per MP\n", what, t.wall_ms / n, t.cpu_ms / n,
                     t.wall_ms / mp, t.cpu_ms / mp);
     };
+    const timing total_exact{dec_exact.wall_ms + res_exact.wall_ms, dec_exact.cpu_ms + res_exact.cpu_ms};
+    const timing total_draft{dec_draft.wall_ms + res_draft.wall_ms, dec_draft.cpu_ms + res_draft.cpu_ms};
     row("decode exact", dec_exact);
-    row("decode draft", dec_draft);
     row("resize+crop (exact image)", res_exact);
-    row("resize+crop (draft image)", res_draft);
-    row("total exact", {dec_exact.wall_ms + res_exact.wall_ms, dec_exact.cpu_ms + res_exact.cpu_ms});
-    row("total draft", {dec_draft.wall_ms + res_draft.wall_ms, dec_draft.cpu_ms + res_draft.cpu_ms});
+    row("total exact", total_exact);
+    if (has_draft) {
+        row("decode draft", dec_draft);
+        row("resize+crop (draft image)", res_draft);
+        row("total draft", total_draft);
+        std::sort(photo_maxes.begin(), photo_maxes.end());
+        std::printf("  crops draft vs exact: max |difference| %d (%s), median of the photos' maxima %d, mean %.3f levels\n",
+                    diff_max, diff_max_photo.c_str(), photo_maxes[photo_maxes.size() / 2], diff_sum / diff_n);
+    }
+    // The same as one JSON line, ms per megapixel (wall, CPU).
+    std::printf("{\"photos\": %zu, \"mean_mp\": %.4f, \"jpeg\": \"%s\"", done, mp / n, jpeg);
+    const auto field = [&](const char* name, timing t) {
+        std::printf(", \"%s\": [%.4f, %.4f]", name, t.wall_ms / mp, t.cpu_ms / mp);
+    };
+    field("decode_exact", dec_exact);
+    field("resize_exact", res_exact);
+    field("total_exact", total_exact);
+    if (has_draft) {
+        field("decode_draft", dec_draft);
+        field("resize_draft", res_draft);
+        field("total_draft", total_draft);
+        std::printf(", \"crop_diff_max\": %d, \"crop_diff_median_photo_max\": %d, \"crop_diff_mean\": %.5f", diff_max,
+                    photo_maxes[photo_maxes.size() / 2], diff_sum / diff_n);
+    }
+    std::printf("}\n");
     return 0;
 }
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WEIGHTS_TOOLS = os.path.join(HERE, "..", "..", "weights_tools")
+ROOT = os.path.join(HERE, "..", "..")  # weights_tools is a package there
 
 
 # ----------------------------------------------------------------------------- the model (clip/model.py)
@@ -221,9 +221,9 @@ class CLIP(nn.Module):
 def load(path):
     """The CLIP of a zeroclip .safetensors file, float32, eval mode."""
     import numpy as np
-    if WEIGHTS_TOOLS not in sys.path:
-        sys.path.insert(0, WEIGHTS_TOOLS)
-    import safetensors_io
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from weights_tools import safetensors_io
     f = safetensors_io.SafetensorsFile(path)
     cfg = json.loads(f.metadata["zeroclip.config"])
     model = CLIP(cfg)
