@@ -9,6 +9,7 @@
 #include "common.hpp"
 #include "outputs.hpp"
 #include "decode_flag.hpp"
+#include "precision_flag.hpp"
 
 namespace {
 
@@ -70,7 +71,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         ++failed;
     }
 
-    zeroclip::model m = zeroclip::load_model(a.required("--model"));
+    zeroclip::model m = zeroclip::load_model(a.required("--model"), zeroclip_cli::cpu_backend_from(a));
     const int64_t d = m.config().embed_dim;
     std::vector<std::string> names;
     std::vector<const float*> row_of;  // the source of each output row
@@ -129,7 +130,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
 
 int run_embed(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv, {"--model", "--pixels", "--tokens", "--out", "--text-out", "--text", "--texts-file",
-                                "--names", "--batch", "--decode"},
+                                "--names", "--batch", "--decode", "--precision"},
                          {"--normalize", "--recursive"});
     const std::string model_path = a.required("--model");
     const auto pixels_path = a.get("--pixels");
@@ -157,7 +158,7 @@ int run_embed(const std::vector<std::string>& argv) {
 
     if (pixels_path) zeroclip_cli::require_regular_file(*pixels_path, "pixels (.npy)");
     if (tokens_path) zeroclip_cli::require_regular_file(*tokens_path, "tokens (.npy)");
-    zeroclip::model m = zeroclip::load_model(model_path);
+    zeroclip::model m = zeroclip::load_model(model_path, zeroclip_cli::cpu_backend_from(a));
     auto finish = [&](zeroclip::tensor e, const char* what) {
         check_finite_embeddings(e, model_path, what);
         return a.has("--normalize") ? m.backend().l2_normalize_rows(e) : e;
@@ -190,6 +191,7 @@ int run_embed(const std::vector<std::string>& argv) {
 ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "usage: zeroclip embed --model PATH [IMAGES/FOLDERS...] [--text T]... [--texts-file F]\n"
                       "                      --out E.npy [--names N.txt] [--recursive] [--batch N] [--decode exact|draft]\n"
+                      "                      [--precision fp32|bf16|int8]\n"
                       "       zeroclip embed --model PATH [--pixels X.npy] [--tokens T.npy]\n"
                       "                      [--out E.npy] [--text-out T.npy] [--normalize]\n\n"
                       "First form: image files (folders: their image files, sorted) and texts become\n"
@@ -199,7 +201,7 @@ ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "and bytes that are not UTF-8). For numpy / FAISS. A failed image is reported and gets\n"
                       "no row (exit code 1). E.npy and its names file are written whole or not at all; an\n"
                       "output that is an input (the model, an image) or a folder is refused before any work.\n" +
-                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
+                          std::string(zeroclip_cli::decode_flag_help()) + zeroclip_cli::precision_flag_help() + "\n"
                       "Second form, for comparisons with Python:\n"
                       "  --pixels X.npy   preprocessed images, float32 [N,3,S,S] (S = the model's input size)\n"
                       "  --tokens T.npy   token ids, int32 or int64 [N,L], L <= context length (77)\n"

@@ -221,9 +221,10 @@ class CLIP(nn.Module):
 def load(path):
     """The CLIP of a zeroclip .safetensors file, float32, eval mode."""
     import numpy as np
-    if WEIGHTS_TOOLS not in sys.path:
-        sys.path.insert(0, WEIGHTS_TOOLS)
-    import safetensors_io
+    root = os.path.dirname(WEIGHTS_TOOLS)  # weights_tools is a package (relative imports inside)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from weights_tools import safetensors_io
     f = safetensors_io.SafetensorsFile(path)
     cfg = json.loads(f.metadata["zeroclip.config"])
     model = CLIP(cfg)

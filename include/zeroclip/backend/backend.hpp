@@ -20,6 +20,8 @@
 //!  preparation (optional, called once at load)
 //!              prepare_conv2d(w, stride, pad)  lay a convolution's weight out for the backend's
 //!                                              products now rather than at its first use
+//!              prepare_linear(w) -> w'         a linear's weight in the form (and precision) the
+//!                                              backend's products read, to hold in place of w
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
@@ -99,6 +101,11 @@ struct has_prepare_conv2d : std::false_type {};
 template <class B>
 struct has_prepare_conv2d<B, std::void_t<decltype(std::declval<const B&>().prepare_conv2d(
                                  std::declval<const tensor_of<B>&>(), int64_t{}, int64_t{}))>> : std::true_type {};
+template <class B, class = void>
+struct has_prepare_linear : std::false_type {};
+template <class B>
+struct has_prepare_linear<B, std::void_t<decltype(std::declval<const B&>().prepare_linear(
+                                 std::declval<const tensor_of<B>&>()))>> : std::true_type {};
 }  // namespace detail
 
 /// Whether B has each optional fused op.
@@ -112,5 +119,7 @@ template <class B>
 inline constexpr bool has_conv2d_add_relu_v = detail::has_conv2d_add_relu<B>::value;
 template <class B>
 inline constexpr bool has_prepare_conv2d_v = detail::has_prepare_conv2d<B>::value;
+template <class B>
+inline constexpr bool has_prepare_linear_v = detail::has_prepare_linear<B>::value;
 
 }  // namespace zeroclip
