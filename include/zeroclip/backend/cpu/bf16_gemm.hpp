@@ -196,10 +196,10 @@ inline void bf16_linear(isa path, const float* x, int64_t ldx, int64_t m, const 
     if (path == isa::avx512_bf16) {
         thread_local std::vector<uint16_t> buf;
         buf.resize(static_cast<size_t>(m * w.kp + 32));
-        const uint16_t* xb = buf.data();
+        uint16_t* const xb = buf.data();  // this thread's buffer: `buf` inside a task would be the worker's
         // (A lambda does not inherit a function's target: the row function has it.)
         parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(w.k, 1)), [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) round_row_bf16(x + r * ldx, w.k, w.kp, buf.data() + r * w.kp);
+            for (int64_t r = r0; r < r1; ++r) round_row_bf16(x + r * ldx, w.k, w.kp, xb + r * w.kp);
         });
         lowp_run(m, w.k, o, 8, 2, [&](int64_t r0, int mr, int64_t p, int np) {
             switch (mr) {
