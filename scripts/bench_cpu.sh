@@ -7,6 +7,10 @@
 #   bash scripts/bench_cpu.sh [--rounds 5] [--reps 3] [--threads 2] [--models vit,rn50]
 #                             [--peers zeroclip,ort,torch] [--json out.json]
 #
+# zeroclip variants are peers too: zeroclip-int8, zeroclip-bf16 (--precision), and with a path
+# suffix, zeroclip-int8-avx2 (ZEROCLIP_CPU_PATH=avx2: the AVX2 kernels on an AVX-512 machine), e.g.
+#   bash scripts/bench_cpu.sh --peers zeroclip,zeroclip-int8,zeroclip-bf16,zeroclip-int8-avx2,ort
+#
 # BUILD (default build-bench) is the build folder; the first run also installs what is missing
 # (python3-onnx and libopenblas0-pthread with apt, onnxruntime-node with npm into BUILD/node),
 # writes the models, their ONNX exports and the prompt tokens into BUILD/bench-data (minutes).

@@ -17,6 +17,7 @@
 #include "interrupt.hpp"
 #include "partial_output.hpp"
 #include "resume.hpp"
+#include "precision_flag.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -277,11 +278,12 @@ int run_classify(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv,
                          {"--model", "--labels", "--labels-file", "--template", "--templates", "--templates-file",
                           "--top-k", "--format", "--threads", "--batch", "--device", "--output", "--html-limit", "--decode",
-                          "--files-from", "--shard"},
+                          "--files-from", "--shard", "--precision"},
                          {"--recursive", "--resume"});
     a.required("--model");
     const std::string device = a.get("--device").value_or("cpu");
-    if (device == "cpu") return classify_with(a, zeroclip::cpu_backend{});
+    if (device == "cpu") return classify_with(a, zeroclip_cli::cpu_backend_from(a));
+    if (a.get("--precision").value_or("fp32") != "fp32") throw usage_error("--precision applies to --device cpu only");
     if (device == "cuda") return classify_with(a, zeroclip::cuda_cublas{});
     throw usage_error("--device must be cpu or cuda");
 }
@@ -293,7 +295,8 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                       "                         [--template T | --templates imagenet80 | --templates-file F]\n"
                       "                         [--top-k K] [--format table|json|jsonl|csv|html] [--output FILE [--resume]]\n"
                       "                         [--html-limit N] [--recursive] [--files-from F] [--shard K/N]\n"
-                      "                         [--threads N] [--batch N] [--device cpu|cuda] [--decode exact|draft] PATH...\n\n"
+                      "                         [--threads N] [--batch N] [--device cpu|cuda] [--decode exact|draft]\n"
+                      "                         [--precision fp32|bf16|int8] PATH...\n\n"
                       "  PATH             image files and folders (folders: .jpg .jpeg .png .bmp .gif .tga .pnm\n"
                       "                   .ppm .pgm .pbm files, sorted; --recursive descends into subfolders, not\n"
                       "                   into links to folders). A folder that cannot be read is a failed row.\n"
@@ -323,7 +326,7 @@ ZEROCLIP_CLI_COMMAND({"classify", "zero-shot labels for image files and folders"
                           std::string(zeroclip_cli::file_list_help()) +
                       "  --batch N        images per encoder call (default 16)\n"
                       "  --device         cpu (default) or cuda (needs a build with -DZEROCLIP_USE_CUDA=ON)\n" +
-                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
+                          std::string(zeroclip_cli::decode_flag_help()) + zeroclip_cli::precision_flag_help() + "\n"
                       "Exit code: 0 all images classified, 1 some image failed (the rest are still printed), 2 usage,\n"
                       "130 interrupted (resume with --resume).\n\n"
                       "examples:\n"

@@ -12,6 +12,7 @@
 #include "embed_output.hpp"
 #include "file_list.hpp"
 #include "interrupt.hpp"
+#include "precision_flag.hpp"
 
 namespace {
 
@@ -81,7 +82,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         ++failed;
     }
 
-    zeroclip::model m = zeroclip::load_model(a.required("--model"));
+    zeroclip::model m = zeroclip::load_model(a.required("--model"), zeroclip_cli::cpu_backend_from(a));
     const int64_t d = m.config().embed_dim;
     const auto before = partial.open_rows(d);
     if (before.records) {
@@ -141,7 +142,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
 
 int run_embed(const std::vector<std::string>& argv) {
     zeroclip_cli::args a(argv, {"--model", "--pixels", "--tokens", "--out", "--text-out", "--text", "--texts-file",
-                                "--names", "--batch", "--decode", "--files-from", "--shard"},
+                                "--names", "--batch", "--decode", "--files-from", "--shard", "--precision"},
                          {"--normalize", "--recursive", "--resume"});
     const std::string model_path = a.required("--model");
     const auto pixels_path = a.get("--pixels");
@@ -171,7 +172,7 @@ int run_embed(const std::vector<std::string>& argv) {
 
     if (pixels_path) zeroclip_cli::require_regular_file(*pixels_path, "pixels (.npy)");
     if (tokens_path) zeroclip_cli::require_regular_file(*tokens_path, "tokens (.npy)");
-    zeroclip::model m = zeroclip::load_model(model_path);
+    zeroclip::model m = zeroclip::load_model(model_path, zeroclip_cli::cpu_backend_from(a));
     auto finish = [&](zeroclip::tensor e, const char* what) {
         check_finite_embeddings(e, model_path, what);
         return a.has("--normalize") ? zeroclip::nn::unit_rows(m.backend(), e) : e;
@@ -204,7 +205,7 @@ int run_embed(const std::vector<std::string>& argv) {
 ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "usage: zeroclip embed --model PATH [IMAGES/FOLDERS...] [--text T]... [--texts-file F]\n"
                       "                      [--files-from F] [--shard K/N] --out E.npy [--names N.txt] [--resume]\n"
-                      "                      [--recursive] [--batch N] [--decode exact|draft]\n"
+                      "                      [--recursive] [--batch N] [--decode exact|draft] [--precision fp32|bf16|int8]\n"
                       "       zeroclip embed --model PATH [--pixels X.npy] [--tokens T.npy]\n"
                       "                      [--out E.npy] [--text-out T.npy] [--normalize]\n\n"
                       "First form: image files (folders: their image files, sorted) and texts become\n"
@@ -220,7 +221,7 @@ ZEROCLIP_CLI_COMMAND({"embed", "image / text embeddings as .npy or JSON",
                       "rows named in N.txt.partial are kept and their files skipped (a failed image has no\n"
                       "row, so it is tried again). SIGINT / SIGTERM: the batch in hand is written, exit 130.\n" +
                           std::string(zeroclip_cli::file_list_help()) +
-                          std::string(zeroclip_cli::decode_flag_help()) + "\n"
+                          std::string(zeroclip_cli::decode_flag_help()) + zeroclip_cli::precision_flag_help() + "\n"
                       "Second form, for comparisons with Python:\n"
                       "  --pixels X.npy   preprocessed images, float32 [N,3,S,S] (S = the model's input size)\n"
                       "  --tokens T.npy   token ids, int32 or int64 [N,L], L <= context length (77)\n"

@@ -7,6 +7,7 @@
 // in milliseconds, and the process's peak RSS (getrusage) at the end.
 //
 //   bench_cpu --model vit-b32-f16.safetensors [--batches 1,16] [--reps 5] [--text] [--warmup 1]
+//             [--precision fp32|bf16|int8]   (the kernels' path: ZEROCLIP_CPU_PATH=avx2 forces AVX2)
 //   bench_cpu --dump-tokens DIR     # the prompt token ids the peers use (DIR/short.i32, long.i32)
 //   --check OUT.f32: also write the embeddings of the cross-check input (the peers write theirs).
 //
@@ -121,6 +122,7 @@ int main(int argc, char** argv) try {
     std::vector<int> batches = {1, 16};
     int reps = 5, warmup = 1, n_short = 32, n_long = 8;
     bool text = false;
+    zeroclip::precision precision = zeroclip::precision::fp32;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -138,9 +140,10 @@ int main(int argc, char** argv) try {
         else if (a == "--imagenet") imagenet = next();
         else if (a == "--dump-tokens") dump_dir = next();
         else if (a == "--check") check = next();
+        else if (a == "--precision") precision = zeroclip::parse_precision(next());
         else {
             std::fprintf(stderr, "usage: bench_cpu --model FILE [--batches 1,16] [--reps N] [--warmup N] [--text]\n"
-                                 "                 [--short N] [--long N]  |  bench_cpu --dump-tokens DIR\n");
+                                 "                 [--short N] [--long N] [--precision fp32|bf16|int8]  |  bench_cpu --dump-tokens DIR\n");
             return 2;
         }
     }
@@ -167,10 +170,18 @@ int main(int argc, char** argv) try {
     const char* threads = std::getenv("OMP_NUM_THREADS");
     out["threads"] = threads ? threads : "default";
     const double t0 = now_ms();
-    const zeroclip::model model = zeroclip::load_model(model_path);
+    const zeroclip::model model = zeroclip::load_model(model_path, zeroclip::cpu_backend(zeroclip::cpu_options{precision}));
     out["load_ms"] = now_ms() - t0;
     out["rss_after_load_mib"] = peak_rss_mib();
     out["dtype"] = model.weight_dtype();
+    out["precision"] = zeroclip::precision_name(precision);
+    {  // the kernels this run uses (cpu_features.hpp; ZEROCLIP_CPU_PATH caps them)
+        namespace cpu = zeroclip::detail::cpu;
+        const cpu::isa best = precision == zeroclip::precision::int8   ? cpu::isa::avx512_vnni
+                              : precision == zeroclip::precision::bf16 ? cpu::isa::avx512_bf16
+                                                                       : cpu::isa::avx2;
+        out["cpu_path"] = cpu::use_isa(best) ? cpu::isa_name(best) : cpu::use_isa(cpu::isa::avx2) ? "avx2" : "scalar";
+    }
 
     const int64_t size = model.config().vision.image_size;
     std::mt19937 rng(7);

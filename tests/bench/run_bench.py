@@ -35,10 +35,23 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def zeroclip_variant(peer):
+    """'zeroclip', 'zeroclip-int8', 'zeroclip-bf16', 'zeroclip-int8-avx2' ... -> (precision, forced
+    path or None); None for the other peers."""
+    parts = peer.split("-")
+    if parts[0] != "zeroclip":
+        return None
+    return (parts[1] if len(parts) > 1 else "fp32", parts[2] if len(parts) > 2 else None)
+
+
 def peer_env(env, peer):
     """Per-peer additions: PyTorch gets Debian's OpenBLAS for its matrix products (its default,
-    the reference BLAS, is 10-20x slower), with the same thread count."""
+    the reference BLAS, is 10-20x slower), with the same thread count; a zeroclip variant with a
+    path (zeroclip-int8-avx2) gets ZEROCLIP_CPU_PATH, which caps its kernels at that path."""
     e = dict(env)
+    v = zeroclip_variant(peer)
+    if v and v[1]:
+        e["ZEROCLIP_CPU_PATH"] = v[1]
     if peer == "torch":
         if os.path.isdir(OPENBLAS):
             e["LD_LIBRARY_PATH"] = OPENBLAS + (":" + e["LD_LIBRARY_PATH"] if e.get("LD_LIBRARY_PATH") else "")
@@ -84,8 +97,9 @@ def peer_command(peer, key, models_dir, tokens, args, check=None):
     m = MODELS[key]
     st = os.path.join(models_dir, m["file"])
     reps, batches = str(args.reps), args.batches
-    if peer == "zeroclip":
-        cmd = [os.path.join(args.build, "tests", "bench_cpu"), "--model", st, "--batches", batches, "--reps", reps]
+    if zeroclip_variant(peer):
+        cmd = [os.path.join(args.build, "tests", "bench_cpu"), "--model", st, "--batches", batches, "--reps", reps,
+               "--precision", zeroclip_variant(peer)[0]]
         if m["text"]:
             cmd.append("--text")
         if check:
@@ -197,19 +211,17 @@ def main():
         rows.append(("%s RSS after load (MiB)" % label, key, "rss_after_load_mib", 1))
         rows.append(("%s peak RSS (MiB)" % label, key, "peak_rss_mib", 1))
 
-    others = [p for p in args.peers if p != "zeroclip"]
-    head = "| measurement | " + " | ".join(args.peers) + " | " + " | ".join("zeroclip/" + o for o in others) + " |"
-    lines = [head, "|" + " --- |" * (1 + len(args.peers) + len(others))]
+    # Ratios: every zeroclip variant over every other peer (same run).
+    ours = [p for p in args.peers if zeroclip_variant(p)]
+    others = [p for p in args.peers if not zeroclip_variant(p)]
+    pairs = [(z, o) for o in others for z in ours]
+    head = "| measurement | " + " | ".join(args.peers) + " | " + " | ".join("%s/%s" % pr for pr in pairs) + " |"
+    lines = [head, "|" + " --- |" * (1 + len(args.peers) + len(pairs))]
     table = []
     for name, key, field, per in rows:
         vals = {peer: med(peer, key, field, per) for peer in args.peers}
         cells = ["%.1f" % vals[p] if vals[p] is not None else "-" for p in args.peers]
-        ratios = []
-        for o in others:
-            if "zeroclip" in vals and vals["zeroclip"] and vals[o]:
-                ratios.append("%.2f" % (vals["zeroclip"] / vals[o]))
-            else:
-                ratios.append("-")
+        ratios = ["%.2f" % (vals[z] / vals[o]) if vals[z] and vals[o] else "-" for z, o in pairs]
         lines.append("| %s | %s | %s |" % (name, " | ".join(cells), " | ".join(ratios)))
         table.append(dict(name=name, values=vals))
     cpu = ""
@@ -218,15 +230,25 @@ def main():
             if l.startswith("model name"):
                 cpu = l.split(":", 1)[1].strip()
                 break
-    print("CPU: %s, %d cores visible; threads per peer: %d; rounds: %d x %d calls; load average at round starts: %s"
-          % (cpu, os.cpu_count(), args.threads, args.rounds, args.reps, ", ".join("%.1f" % x for x in loads)))
+    flags = []
+    with open("/proc/cpuinfo") as f:
+        for l in f:
+            if l.startswith("flags"):
+                have = set(l.split(":", 1)[1].split())
+                flags = [x for x in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                                     "amx_int8", "amx_bf16") if x in have]
+                break
+    print("CPU: %s (flags: %s), %d cores visible; threads per peer: %d; rounds: %d x %d calls; load average at "
+          "round starts: %s" % (cpu, " ".join(flags), os.cpu_count(), args.threads, args.rounds, args.reps,
+                                ", ".join("%.1f" % x for x in loads)))
     print("env: OMP_NUM_THREADS=%s OMP_WAIT_POLICY=%s; torch: OPENBLAS_NUM_THREADS=%s, BLAS %s" % (
         env.get("OMP_NUM_THREADS"), env.get("OMP_WAIT_POLICY", "(unset)"), env.get("OMP_NUM_THREADS"),
         OPENBLAS if os.path.isdir(OPENBLAS) else "the system's libblas"))
     versions = []
     for peer in args.peers:
         r0 = results[peer][args.models[0]][0]
-        versions.append("%s %s" % (peer, r0.get("ort") or r0.get("torch") or ""))
+        path = " (kernels: %s)" % r0["cpu_path"] if r0.get("cpu_path") else ""
+        versions.append("%s %s%s" % (peer, r0.get("ort") or r0.get("torch") or "", path))
     print("peers: " + ", ".join(v.strip() for v in versions))
     print()
     print("\n".join(lines))

@@ -23,6 +23,8 @@
 //!  preparation (optional, called once at load)
 //!              prepare_conv2d(w, stride, pad)  lay a convolution's weight out for the backend's
 //!                                              products now rather than at its first use
+//!              prepare_linear(w) -> w'         a linear's weight in the form (and precision) the
+//!                                              backend's products read, to hold in place of w
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
@@ -69,7 +71,8 @@
                                                       int64_t))                                                \
     OPT(CTX, has_conv2d_add_relu_v, tensor, conv2d_add_relu, (const tensor&, const tensor&, const tensor&,     \
                                                               int64_t, int64_t, const tensor&))                \
-    OPT(CTX, has_prepare_conv2d_v, void, prepare_conv2d, (const tensor&, int64_t, int64_t))
+    OPT(CTX, has_prepare_conv2d_v, void, prepare_conv2d, (const tensor&, int64_t, int64_t))                   \
+    OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))
 
 namespace zeroclip {
 

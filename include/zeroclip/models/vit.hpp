@@ -28,6 +28,7 @@ struct vision_transformer {
         vision_transformer m;
         m.cfg = c;
         m.conv1_weight = be.upload(ws.get("conv1.weight", {w, 3, p, p}).reshaped({w, 3 * p * p}));
+        if constexpr (has_prepare_linear_v<Backend>) m.conv1_weight = be.prepare_linear(m.conv1_weight);
         m.class_embedding = be.upload(ws.get("class_embedding", {w}));
         m.positional_embedding = be.upload(ws.get("positional_embedding", {1 + g * g, w}));
         m.ln_pre = nn::layer_norm<Backend>::load(ws.scope("ln_pre"), be, w, c.layer_norm_eps);

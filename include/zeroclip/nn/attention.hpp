@@ -15,9 +15,12 @@ struct self_attention {
     int64_t heads = 1;
 
     static self_attention load(const weight_source& ws, const Backend& be, int64_t width, int64_t heads) {
-        return {be.upload(ws.get("in_proj_weight", {3 * width, width})),
-                be.upload(ws.get("in_proj_bias", {3 * width})),
-                linear<Backend>::load(ws.scope("out_proj"), be, width, width), heads};
+        self_attention a{be.upload(ws.get("in_proj_weight", {3 * width, width})),
+                         be.upload(ws.get("in_proj_bias", {3 * width})),
+                         linear<Backend>::load(ws.scope("out_proj"), be, width, width), heads};
+        // Prepared like a linear's; its row slices (q, k, v in forward_rows_add_) stay usable.
+        if constexpr (has_prepare_linear_v<Backend>) a.in_proj_weight = be.prepare_linear(a.in_proj_weight);
+        return a;
     }
 
     /// x: (batch·tokens, width) → (batch·tokens, width).

@@ -12,8 +12,11 @@ struct linear {
     tensor weight;  // (out, in)
     tensor bias;    // (out), or empty when the layer has none
 
+    /// The weight is prepared once here where the backend can (its packed, maybe int8, form).
     static linear load(const weight_source& ws, const Backend& be, int64_t out, int64_t in) {
-        return {be.upload(ws.get("weight", {out, in})), be.upload(ws.get("bias", {out}))};
+        linear l{be.upload(ws.get("weight", {out, in})), be.upload(ws.get("bias", {out}))};
+        if constexpr (has_prepare_linear_v<Backend>) l.weight = be.prepare_linear(l.weight);
+        return l;
     }
     tensor forward(const Backend& be, const tensor& x) const { return be.linear(x, weight, bias); }
 

@@ -25,19 +25,32 @@
 #include "alloc.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
+#include "prepared_linear.hpp"
 #include "vec.hpp"
 #include "weight_cache.hpp"
 #include "winograd.hpp"
 #include "../../tensor.hpp"
 #include "../activation.hpp"
 #include "../backend.hpp"
+#include "../precision.hpp"
 
 namespace zeroclip {
 
+/// Options of the CPU backend. `precision`: of the linear layers' products (weights stored in it
+/// at load; int8 and bf16 kernels chosen at run time from what the CPU has, cpu_features.hpp).
+struct cpu_options {
+    zeroclip::precision precision = zeroclip::precision::fp32;
+};
+
+/// E.g. `zeroclip::load_model(path, cpu_backend(cpu_options{precision::int8}))` for an int8 model.
 class cpu_backend {
 public:
     using tensor = zeroclip::tensor;
     static constexpr const char* name = "cpu";
+
+    cpu_backend() = default;
+    explicit cpu_backend(cpu_options options) : options_(options) {}
+    const cpu_options& options() const { return options_; }
 
     using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using map = Eigen::Map<matrix>;
@@ -51,13 +64,20 @@ public:
     // ---- matrix products ----------------------------------------------------------------
     /// y = x · wᵀ + b: x (M, K), w (N, K) as PyTorch stores nn.Linear, b (N) or empty.
     tensor linear(const tensor& x, const tensor& w, const tensor& b) const {
-        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
-        ZEROCLIP_ASSERT(w.dim(1) == k);
-        tensor y = make({m, n});
+        ZEROCLIP_ASSERT(w.dim(1) == x.shape().back());
+        tensor y = make({rows(x), w.dim(0)});
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
-        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+        product_nt(x, w, y, ep);
         return y;
+    }
+
+    /// w (N, K), a linear's weight, laid out once for linear() in this backend's precision, in
+    /// place of w (prepared_linear.hpp): the result replaces w and is opaque to all other ops.
+    tensor prepare_linear(const tensor& w) const {
+        ZEROCLIP_ASSERT(w.ndim() == 2);
+        if (!detail::cpu::can_prepare(options_.precision) || detail::cpu::find_prepared(w).weight) return w;
+        return detail::cpu::prepare_linear_weight(w, options_.precision);
     }
 
     /// y = x · w: x (M, K), w (K, N) (the layout of CLIP's `proj` and `text_projection`).
@@ -72,24 +92,22 @@ public:
     // ---- fused steps (optional ops, backend.hpp: nn/ uses them where a backend has them) ----
     /// act(x · wᵀ + b): the MLP's c_fc and its activation in one pass over the output.
     tensor linear_activate(const tensor& x, const tensor& w, const tensor& b, activation act) const {
-        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
-        ZEROCLIP_ASSERT(w.dim(1) == k);
-        tensor y = make({m, n});
+        ZEROCLIP_ASSERT(w.dim(1) == x.shape().back());
+        tensor y = make({rows(x), w.dim(0)});
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
         ep.activation = act == activation::quick_gelu ? detail::cpu::act::quick_gelu : detail::cpu::act::gelu;
-        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+        product_nt(x, w, y, ep);
         return y;
     }
 
     /// In place: y += x · wᵀ + b (a residual connection around a linear: out_proj, c_proj).
     void linear_add_(tensor& y, const tensor& x, const tensor& w, const tensor& b) const {
-        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
-        ZEROCLIP_ASSERT(w.dim(1) == k && y.numel() == m * n);
+        ZEROCLIP_ASSERT(w.dim(1) == x.shape().back() && y.numel() == rows(x) * w.dim(0));
         detail::cpu::epilogue ep;
         ep.bias = b.empty() ? nullptr : b.data();
         ep.accumulate = true;
-        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+        product_nt(x, w, y, ep);
     }
 
     /// Lays out a convolution's weight for conv2d now (and keeps it): the Winograd transform of a
@@ -312,6 +330,16 @@ public:
     }
 
 private:
+    cpu_options options_;
+
+    /// y (M, N) = ep(x · wᵀ) for x (M, K), w (N, K) as loaded or prepared (prepare_linear).
+    static void product_nt(const tensor& x, const tensor& w, tensor& y, const detail::cpu::epilogue& ep) {
+        const int64_t m = rows(x), k = x.shape().back(), n = w.dim(0);
+        if (const auto p = detail::cpu::find_prepared(w); p.weight)
+            return p.weight->apply(x.data(), k, m, p.row0, n, y.data(), ep);
+        detail::cpu::gemm_nt(m, n, k, x.data(), k, w.data(), k, y.data(), n, ep);
+    }
+
     /// Below this many elements an element-wise op stays on the calling thread (waking a second
     /// thread costs more than the work).
     static constexpr int64_t elementwise_grain = 1 << 15;
@@ -422,6 +450,7 @@ ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_activate);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_add_);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, conv2d_relu);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_conv2d);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_linear);
 
 /// The CPU backend's first name, kept so code written against 0.1 still compiles.
 using cpu_eigen = cpu_backend;

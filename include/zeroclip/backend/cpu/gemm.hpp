@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.hpp"
@@ -398,7 +399,8 @@ inline void pack_a(const float* A, int64_t lda, const packed_a& at, bool paralle
 }
 
 /// C[tiles t0..t1 of A, columns n0..n1) for all of K: B's columns packed by this task (`pack(p,
-/// kb, out)` packs K rows [p, p + kb) of the task's columns); bias, residual and activation are
+/// kb, out)` packs K rows [p, p + kb) of the task's columns, or returns where they are packed
+/// already: panels [kb][16] one after another); bias, residual and activation are
 /// applied as the last K block is stored.
 template <class PackB>
 inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
@@ -412,11 +414,14 @@ inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, in
     for (int64_t p = 0; p < a.K; p += a.kc) {
         const int64_t kb = std::min(a.kc, a.K - p);
         const bool overwrite = p == 0 && !ep.accumulate, last = p + kb >= a.K;
-        pack(p, kb, packed);
+        // `pack` packs into `packed`, or (B prepared at load) returns where its panels already are.
+        const float* panels_at = packed;
+        if constexpr (std::is_void_v<decltype(pack(p, kb, packed))>) pack(p, kb, packed);
+        else panels_at = pack(p, kb, packed);
         for (int64_t g0 = t0; g0 < t1; g0 += group) {
             const int64_t g1 = std::min(t1, g0 + group);
             for (int64_t jp = 0; jp < panels; ++jp) {
-                const float* bp = packed + jp * 16 * kb;
+                const float* bp = panels_at + jp * 16 * kb;
                 const int64_t j = n0 + 16 * jp;
                 for (int64_t t = g0; t < g1; ++t) {
                     const int64_t row0 = plan.row0(t);
@@ -493,7 +498,7 @@ inline void gemm_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t
         const int64_t n0 = chunk * nc, n1 = std::min(N, n0 + nc);
         if (t0 >= t1) return;
         block_task(
-            a, t0, t1, n0, n1, [&](int64_t p, int64_t kb, float* out) { pack_b_for(item, n0, n1 - n0, p, kb, out); },
+            a, t0, t1, n0, n1, [&](int64_t p, int64_t kb, float* out) { return pack_b_for(item, n0, n1 - n0, p, kb, out); },
             C + item * c_stride, ldc, ep, bias_per_row, ep.residual ? ep.residual + item * c_stride : nullptr);
     };
     const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
@@ -529,6 +534,70 @@ inline void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
     else out.noalias() = a * b.transpose();
     finish_block(C, ldc, 0, M, 0, N, ep, false, ep.residual);
     (void)threads;
+#endif
+}
+
+/// A weight B (N, K) packed once, at load, as gemm_nt packs it per call: for each K block (of
+/// k_block(K), at offset p·npad floats) the panels of 16 rows [kb][16], zero-padded to npad rows.
+/// The memory (prepacked_bt_floats(n, k) floats, 32-byte aligned) is the caller's.
+struct prepacked_bt {
+    int64_t n = 0, k = 0, npad = 0;
+    float* data = nullptr;
+};
+
+/// Floats of a prepacked_bt of B (n, k).
+inline size_t prepacked_bt_floats(int64_t n, int64_t k) { return static_cast<size_t>((n + 15) / 16 * 16 * k); }
+
+/// Whether gemm_nt_prepacked exists in this build (it needs the AVX2 kernel).
+#ifdef ZEROCLIP_CPU_AVX2
+inline constexpr bool has_prepacked_gemm = true;
+#else
+inline constexpr bool has_prepacked_gemm = false;
+#endif
+
+/// B (n, k) row-major → `out` (its data set by the caller).
+inline void prepack_bt(const float* B, prepacked_bt& out) {
+#ifdef ZEROCLIP_CPU_AVX2
+    using namespace gemm_detail;
+    out.npad = (out.n + 15) / 16 * 16;
+    const int64_t kc = k_block(out.k), blocks = (out.k + kc - 1) / kc;
+    parallel_tasks(blocks * (out.npad / 16), [&](int64_t t) {
+        const int64_t p = t / (out.npad / 16) * kc, j = t % (out.npad / 16) * 16, kb = std::min(kc, out.k - p);
+        pack_bt(B + j * out.k + p, out.k, kb, std::min<int64_t>(16, out.n - j), out.data + p * out.npad + j * kb);
+    });
+#else
+    (void)B, (void)out;
+#endif
+}
+
+/// Row r (< n) of a prepacked B, unpacked into `row` (k floats).
+inline void prepacked_bt_row(const prepacked_bt& b, int64_t r, float* row) {
+#ifdef ZEROCLIP_CPU_AVX2
+    const int64_t kc = gemm_detail::k_block(b.k), j = r / 16 * 16;
+    for (int64_t p = 0; p < b.k; p += kc) {
+        const int64_t kb = std::min(kc, b.k - p);
+        const float* panel = b.data + p * b.npad + j * kb;
+        for (int64_t i = 0; i < kb; ++i) row[p + i] = panel[16 * i + r % 16];
+    }
+#else
+    (void)b, (void)r, (void)row;
+#endif
+}
+
+/// gemm_nt with B = rows [row0, row0 + N) of a prepacked weight, row0 a multiple of 16.
+inline void gemm_nt_prepacked(int64_t M, int64_t N, const float* A, int64_t lda, const prepacked_bt& B, int64_t row0,
+                              float* C, int64_t ldc, const epilogue& ep = {}, int threads = 0) {
+#ifdef ZEROCLIP_CPU_AVX2
+    using namespace gemm_detail;
+    if (M <= 0 || N <= 0) return;
+    if (B.k <= 0) return empty_product(M, N, C, ldc, ep, false);
+    gemm_packed(M, N, B.k, A, lda, C, ldc, 0, 1, ep, /*bias_per_row=*/false,
+                [&](int64_t, int64_t n0, int64_t, int64_t p, int64_t kb, float*) -> const float* {
+                    return B.data + p * B.npad + (row0 + n0) * kb;
+                },
+                threads);
+#else
+    (void)M, (void)N, (void)A, (void)lda, (void)B, (void)row0, (void)C, (void)ldc, (void)ep, (void)threads;
 #endif
 }
 

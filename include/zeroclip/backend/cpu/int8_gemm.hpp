@@ -1,0 +1,305 @@
+//! int8 products for linear layers: y = x·Wᵀ + b with W int8, symmetric per output channel
+//! (w ≈ q·s_c, |q| ≤ 127), and x quantised per row when it arrives (x ≈ q·s_r, |q| ≤ 127). The
+//! integer sums Σ q_x·q_w are exact in int32, then y = sum·(s_r·s_c) + b in one FMA.
+//!
+//! Paths, picked at run time (cpu_features.hpp), all giving the same bits:
+//!  avx512vnni  vpdpbusd (u8 × s8 → s32): x is stored as u8 = q + 128, and the extra 128·Σ q_w
+//!              per channel is subtracted once, at the end (kept with the weights).
+//!  avx2        vpmaddubsw + vpmaddwd(·, 1): vpmaddubsw adds two u8 × s8 products into int16 with
+//!              saturation, so it gets |q_w| (≤ 127) and sign(q_w)·q_x (|·| ≤ 127): a pair is at
+//!              most 2·127² = 32258 < 32767, never saturated, with full 8-bit activations.
+//!  scalar      the reference loop (and the path of a CPU without AVX2).
+//! Weights: panels of 16 channels, each [K/4][16][4] bytes (a 32-bit lane = 4 k of a channel).
+#pragma once
+
+#include <vector>
+
+#include "cpu_features.hpp"
+#include "lowp_common.hpp"
+
+namespace zeroclip::detail::cpu {
+
+/// A weight (N, K) quantised and laid out for the kernels; the memory is the caller's.
+struct int8_weights {
+    int64_t n = 0, k = 0, kp = 0;  // kp: K rounded up to 4 (zero padded)
+    int8_t* q = nullptr;           // panels()·kp·16 bytes, 64-byte aligned
+    float* scale = nullptr;        // per channel, panels()·16
+    int32_t* offset = nullptr;     // per channel: 128·Σ_k q (the vpdpbusd path's zero-point term)
+    int64_t panels() const { return (n + 15) / 16; }
+    const int8_t* panel(int64_t p) const { return q + p * kp * 16; }
+    /// Bytes of q, scale and offset for (n, k), each part 64-byte aligned.
+    static size_t bytes(int64_t n, int64_t k) {
+        const auto p = static_cast<size_t>((n + 15) / 16);
+        return p * static_cast<size_t>((k + 3) / 4 * 4) * 16 + 2 * (p * 64 + 64);
+    }
+};
+
+/// W (n, k) row-major → `out`, its pointers carved from `mem` (int8_weights::bytes(n, k), 64-aligned).
+inline void int8_prepare(const float* w, int64_t n, int64_t k, void* mem, int8_weights& out) {
+    out.n = n, out.k = k, out.kp = (k + 3) / 4 * 4;
+    auto* base = static_cast<unsigned char*>(mem);
+    const size_t qbytes = static_cast<size_t>(out.panels() * out.kp * 16);
+    out.q = reinterpret_cast<int8_t*>(base);
+    out.scale = reinterpret_cast<float*>(base + (qbytes + 63) / 64 * 64);
+    out.offset = reinterpret_cast<int32_t*>(out.scale + out.panels() * 16 + 16);
+    parallel_for(out.panels() * 16, 16, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+            int8_t* panel = out.q + (c / 16) * out.kp * 16;
+            const int64_t lane = c % 16;
+            float mx = 0.0f;
+            if (c < n)
+                for (int64_t i = 0; i < k; ++i) mx = std::max(mx, std::fabs(w[c * k + i]));
+            const float s = mx / 127.0f, inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+            int32_t sum = 0;
+            for (int64_t i = 0; i < out.kp; ++i) {
+                const float v = c < n && i < k ? w[c * k + i] * inv : 0.0f;
+                const auto qv = static_cast<int8_t>(std::clamp(std::nearbyint(v), -127.0f, 127.0f));
+                panel[(i / 4) * 64 + lane * 4 + i % 4] = qv;
+                sum += qv;
+            }
+            out.scale[c] = s;
+            out.offset[c] = 128 * sum;
+        }
+    });
+}
+
+/// The value of weight (c, i) as the kernels read it (tests and the unaligned fallback).
+inline int8_t int8_weight_at(const int8_weights& w, int64_t c, int64_t i) {
+    return w.panel(c / 16)[(i / 4) * 64 + (c % 16) * 4 + i % 4];
+}
+
+namespace int8_detail {
+
+/// One row → q (kp bytes) and its scale, in plain code: q = round(x·127/max|x|), ties to even.
+inline void quantize_row_scalar(const float* row, int64_t k, int64_t kp, int8_t* out, float* scale, bool plus128) {
+    float mx = 0.0f;
+    for (int64_t i = 0; i < k; ++i) mx = std::max(mx, std::fabs(row[i]));
+    const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+    *scale = mx / 127.0f;
+    const int bias = plus128 ? 128 : 0;
+    for (int64_t i = 0; i < kp; ++i) {
+        const float v = i < k ? std::clamp(std::nearbyint(row[i] * inv), -127.0f, 127.0f) : 0.0f;
+        out[i] = static_cast<int8_t>(static_cast<uint8_t>(static_cast<int>(v) + bias));
+    }
+}
+
+#ifdef ZEROCLIP_CPU_X86
+/// quantize_row_scalar with AVX2, the same bits (vcvtps2dq rounds to nearest even, as nearbyint).
+ZEROCLIP_TARGET_AVX2 inline void quantize_row_avx2(const float* row, int64_t k, int64_t kp, int8_t* out, float* scale,
+                                                   bool plus128) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(row + i)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float mx = 0.0f;
+    for (float v : lanes) mx = std::max(mx, v);
+    for (; i < k; ++i) mx = std::max(mx, std::fabs(row[i]));
+    const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+    *scale = mx / 127.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    const __m256i flip = _mm256_set1_epi8(plus128 ? static_cast<char>(0x80) : 0);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (i = 0; i + 32 <= k; i += 32) {
+        __m256i q[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + i + 8 * j), vinv));
+            q[j] = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+        }
+        // packs work within 128-bit halves: the permute puts the 32 bytes back in order.
+        const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                            _mm256_xor_si256(_mm256_permutevar8x32_epi32(b, order), flip));
+    }
+    const int bias = plus128 ? 128 : 0;
+    for (; i < kp; ++i) {
+        const float v = i < k ? std::clamp(std::nearbyint(row[i] * inv), -127.0f, 127.0f) : 0.0f;
+        out[i] = static_cast<int8_t>(static_cast<uint8_t>(static_cast<int>(v) + bias));
+    }
+}
+#endif
+
+}  // namespace int8_detail
+
+/// Rows of x (m, k), ldx apart → q (m, kp) int8 (zero padded) and a scale per row: q = round(x·127 /
+/// max|x|). With `plus128` the bytes are q + 128 (the u8 operand of vpdpbusd). `path`: scalar or
+/// any vector path (the same bits).
+inline void int8_quantize_rows(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t kp, int8_t* q,
+                               float* scale, bool plus128, isa path = isa::scalar) {
+    parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+#ifdef ZEROCLIP_CPU_X86
+            if (path != isa::scalar) {
+                int8_detail::quantize_row_avx2(x + r * ldx, k, kp, q + r * kp, scale + r, plus128);
+                continue;
+            }
+#endif
+            int8_detail::quantize_row_scalar(x + r * ldx, k, kp, q + r * kp, scale + r, plus128);
+        }
+    });
+}
+
+namespace int8_detail {
+
+/// Scalar tile: the reference arithmetic (q without the +128).
+inline void tile_scalar(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w, const lowp_out& o,
+                        int64_t r0, int mr, int64_t p, int np) {
+    float v[16 * 4];
+    for (int64_t pp = p; pp < p + np; ++pp) {
+        const int8_t* panel = w.panel(pp);
+        for (int i = 0; i < mr; ++i)
+            for (int j = 0; j < 16; ++j) {
+                int32_t acc = 0;
+                for (int64_t g = 0; g < kp; ++g) acc += xq[(r0 + i) * kp + g] * panel[(g / 4) * 64 + j * 4 + g % 4];
+                const int64_t c = pp * 16 + j;
+                const float b = o.bias && c >= o.lo && c < o.hi ? o.bias[c - o.lo] : 0.0f;
+                v[i * 16 + j] = lowp_value(static_cast<float>(acc), xs[r0 + i], w.scale[c], b);
+            }
+        lowp_store_partial(o, r0, mr, pp * 16, 16, v, 16);
+    }
+}
+
+#ifdef ZEROCLIP_CPU_X86
+
+/// Finished values of one 8-channel group at channels c: acc·(s_r·s_c) + bias (+ y), stored.
+ZEROCLIP_TARGET_AVX2 inline void store8(const lowp_out& o, int64_t r, int64_t c, __m256 acc, float row_scale,
+                                        const float* scale, float* spill) {
+    const __m256 s = _mm256_mul_ps(_mm256_set1_ps(row_scale), _mm256_loadu_ps(scale + c));
+    const bool inside = c >= o.lo && c + 8 <= o.hi;
+    const __m256 b = o.bias && inside ? _mm256_loadu_ps(o.bias + (c - o.lo)) : _mm256_setzero_ps();
+    __m256 v = _mm256_fmadd_ps(acc, s, b);
+    if (!inside) {  // straddles [lo, hi): the bias per column, then the columns that exist
+        _mm256_storeu_ps(spill, acc);
+        for (int j = 0; j < 8; ++j) {
+            const int64_t col = c + j;
+            const float bias = o.bias && col >= o.lo && col < o.hi ? o.bias[col - o.lo] : 0.0f;
+            spill[j] = lowp_value(spill[j], row_scale, scale[col], bias);
+        }
+        lowp_store_partial(o, r, 1, c, 8, spill, 8);
+        return;
+    }
+    float* dst = o.y + r * o.ldy + (c - o.lo);
+    if (o.accumulate) v = _mm256_add_ps(_mm256_loadu_ps(dst), v);
+    _mm256_storeu_ps(dst, v);
+}
+
+/// AVX2 tile: MR rows × 16 channels (one panel).
+template <int MR>
+ZEROCLIP_TARGET_AVX2 void tile_avx2(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
+                                    const lowp_out& o, int64_t r0, int64_t p) {
+    __m256i acc[MR][2];
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t* panel = w.panel(p);
+    const int8_t* rows = xq + r0 * kp;
+    for (int64_t g = 0; g < kp; g += 4) {
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g));
+        const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g + 32));
+        const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+            int32_t a4;
+            std::memcpy(&a4, rows + i * kp + g, 4);
+            const __m256i a = _mm256_set1_epi32(a4);
+            const __m256i s0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(a, w0));
+            const __m256i s1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(a, w1));
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(s0, ones));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(s1, ones));
+        }
+    }
+    alignas(32) float spill[8];
+    for (int i = 0; i < MR; ++i)
+        for (int h = 0; h < 2; ++h)
+            store8(o, r0 + i, p * 16 + 8 * h, _mm256_cvtepi32_ps(acc[i][h]), xs[r0 + i], w.scale, spill);
+}
+
+/// AVX-512 VNNI tile: MR rows × 16·NP channels; xq holds q + 128.
+template <int MR, int NP>
+ZEROCLIP_TARGET_VNNI void tile_vnni(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
+                                    const lowp_out& o, int64_t r0, int64_t p) {
+    __m512i acc[MR][NP];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_si512();
+    const int8_t* rows = xq + r0 * kp;
+    for (int64_t g = 0; g < kp; g += 4) {
+        __m512i wv[NP];
+        for (int j = 0; j < NP; ++j) wv[j] = _mm512_load_si512(w.panel(p + j) + 16 * g);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            int32_t a4;
+            std::memcpy(&a4, rows + i * kp + g, 4);
+            const __m512i a = _mm512_set1_epi32(a4);
+            for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, wv[j]);
+        }
+    }
+    alignas(32) float spill[8];
+    for (int j = 0; j < NP; ++j) {
+        const int64_t c = (p + j) * 16;
+        const __m512i off = _mm512_loadu_si512(w.offset + c);
+        for (int i = 0; i < MR; ++i) {
+            const __m512 v = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_sub_epi32(acc[i][j], off));
+            store8(o, r0 + i, c, _mm512_maskz_extractf32x8_ps(0xff, v, 0), xs[r0 + i], w.scale, spill);
+            store8(o, r0 + i, c + 8, _mm512_maskz_extractf32x8_ps(0xff, v, 1), xs[r0 + i], w.scale, spill);
+        }
+    }
+}
+
+template <int MR>
+ZEROCLIP_TARGET_VNNI void tile_vnni_np(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
+                                       const lowp_out& o, int64_t r0, int64_t p, int np) {
+    if (np == 2) tile_vnni<MR, 2>(xq, kp, xs, w, o, r0, p);
+    else tile_vnni<MR, 1>(xq, kp, xs, w, o, r0, p);
+}
+#endif  // ZEROCLIP_CPU_X86
+
+}  // namespace int8_detail
+
+/// y = x·W[lo, hi)ᵀ (+ bias, activation as `o` says) for x (m, k) rows ldx apart, on `path`
+/// (isa::avx512_vnni, isa::avx2 or isa::scalar; the caller checks the CPU has it).
+inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const int8_weights& w, const lowp_out& o,
+                        int threads = 0) {
+    using namespace int8_detail;
+    const bool vnni = path == isa::avx512_vnni;
+    thread_local std::vector<int8_t> qbuf;
+    thread_local std::vector<float> sbuf;
+    qbuf.resize(static_cast<size_t>(m * w.kp + 64));
+    sbuf.resize(static_cast<size_t>(m));
+    int8_t* xq = qbuf.data();
+    const float* xs = sbuf.data();
+    int8_quantize_rows(x, ldx, m, w.k, w.kp, xq, sbuf.data(), vnni, path);
+#ifdef ZEROCLIP_CPU_X86
+    if (vnni) {
+        lowp_run(m, w.k, o, 8, 2, [&](int64_t r0, int mr, int64_t p, int np) {
+            switch (mr) {
+                case 8: tile_vnni_np<8>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 7: tile_vnni_np<7>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 6: tile_vnni_np<6>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 5: tile_vnni_np<5>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 4: tile_vnni_np<4>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 3: tile_vnni_np<3>(xq, w.kp, xs, w, o, r0, p, np); break;
+                case 2: tile_vnni_np<2>(xq, w.kp, xs, w, o, r0, p, np); break;
+                default: tile_vnni_np<1>(xq, w.kp, xs, w, o, r0, p, np); break;
+            }
+        }, threads);
+        return;
+    }
+    if (path == isa::avx2) {
+        lowp_run(m, w.k, o, 4, 1, [&](int64_t r0, int mr, int64_t p, int) {
+            switch (mr) {
+                case 4: tile_avx2<4>(xq, w.kp, xs, w, o, r0, p); break;
+                case 3: tile_avx2<3>(xq, w.kp, xs, w, o, r0, p); break;
+                case 2: tile_avx2<2>(xq, w.kp, xs, w, o, r0, p); break;
+                default: tile_avx2<1>(xq, w.kp, xs, w, o, r0, p); break;
+            }
+        }, threads);
+        return;
+    }
+#endif
+    lowp_run(m, w.k, o, 4, 1, [&](int64_t r0, int mr, int64_t p, int np) {
+        tile_scalar(xq, w.kp, xs, w, o, r0, mr, p, np);
+    }, threads);
+}
+
+}  // namespace zeroclip::detail::cpu

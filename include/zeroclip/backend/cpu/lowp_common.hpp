@@ -1,0 +1,87 @@
+//! What the reduced-precision products (int8_gemm.hpp, bf16_gemm.hpp) share: where a tile's
+//! results go, and the driver that cuts y = x·Wᵀ into tasks of (rows, 64 output channels).
+//! Weights are in panels of 16 output channels; a product may use any channel range [lo, hi) of
+//! them (a row slice of a prepared weight: q, k or v of attention's packed in_proj).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define ZEROCLIP_CPU_X86 1
+// Function-level targets: these kernels are compiled whatever -march says and run only where
+// cpu_features.hpp finds the instructions, so one binary serves every x86-64 with AVX2.
+#define ZEROCLIP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ZEROCLIP_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define ZEROCLIP_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#endif
+
+#include "parallel.hpp"
+#include "vec.hpp"
+
+namespace zeroclip::detail::cpu {
+
+/// Where a product y (M, hi − lo) = x·W[lo, hi)ᵀ + bias goes: channel c to column c − lo.
+struct lowp_out {
+    float* y = nullptr;
+    int64_t ldy = 0;
+    int64_t lo = 0, hi = 0;       // the weight's channels used
+    const float* bias = nullptr;  // per output column, or null
+    bool accumulate = false;      // y += ... rather than y = ...
+    act activation = act::none;   // applied after the bias (and after the accumulation)
+};
+
+/// The tile (rows r0.., channels c0 .. c0 + width) of finished values `v[i][j]` (j < width) into y:
+/// the columns inside [lo, hi) only. The vector kernels call it for tiles that straddle an edge.
+inline void lowp_store_partial(const lowp_out& o, int64_t r0, int mr, int64_t c0, int width, const float* v, int ldv) {
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < width; ++j) {
+            const int64_t c = c0 + j;
+            if (c < o.lo || c >= o.hi) continue;
+            float& dst = o.y[(r0 + i) * o.ldy + (c - o.lo)];
+            dst = o.accumulate ? dst + v[i * ldv + j] : v[i * ldv + j];
+        }
+}
+
+/// The float value of an output before accumulation: acc·(row scale·channel scale) + bias, in one
+/// rounding (an FMA) so that every path and the scalar reference agree to the bit.
+inline float lowp_value(float acc, float row_scale, float channel_scale, float bias) {
+    return std::fma(acc, row_scale * channel_scale, bias);
+}
+
+/// Runs `tile(r0, mr, panel, np)` over rows [0, m) in tiles of ≤ mr_max rows and the panels of
+/// channels [o.lo, o.hi) in groups of ≤ np_max, as tasks of (row range, 4 panels) on the threads;
+/// then each task applies the activation to its block.
+template <class Tile>
+void lowp_run(int64_t m, int64_t k, const lowp_out& o, int mr_max, int np_max, Tile&& tile, int threads = 0) {
+    if (m <= 0 || o.hi <= o.lo) return;
+    const int64_t p0 = o.lo / 16, p1 = (o.hi + 15) / 16, chunk = 4;
+    const int64_t chunks = (p1 - p0 + chunk - 1) / chunk, tiles = (m + mr_max - 1) / mr_max;
+    const int team = std::max(1, threads > 0 ? std::min(threads, max_threads()) : max_threads());
+    int64_t row_parts = 1;
+    while (chunks * row_parts < 4 * team && tiles / (row_parts * 2) >= 2) row_parts *= 2;
+    const double work = 2.0 * static_cast<double>(m) * static_cast<double>(o.hi - o.lo) * static_cast<double>(k);
+    parallel_tasks(
+        chunks * row_parts,
+        [&](int64_t t) {
+            const int64_t c = t % chunks, part = t / chunks;
+            const int64_t t0 = tiles * part / row_parts, t1 = tiles * (part + 1) / row_parts;
+            const int64_t q0 = p0 + c * chunk, q1 = std::min(p1, q0 + chunk);
+            for (int64_t p = q0; p < q1; p += np_max)
+                for (int64_t ti = t0; ti < t1; ++ti) {
+                    const int64_t r0 = ti * mr_max;
+                    tile(r0, static_cast<int>(std::min<int64_t>(mr_max, m - r0)), p,
+                         static_cast<int>(std::min<int64_t>(np_max, q1 - p)));
+                }
+            if (o.activation == act::none) return;
+            const int64_t c0 = std::max(o.lo, q0 * 16), c1 = std::min(o.hi, q1 * 16);
+            for (int64_t r = t0 * mr_max; r < std::min(m, t1 * mr_max); ++r)
+                activate(o.y + r * o.ldy + (c0 - o.lo), c1 - c0, o.activation);
+        },
+        work < 4e5 ? 1 : threads);
+}
+
+}  // namespace zeroclip::detail::cpu

@@ -1,0 +1,287 @@
+// Reduced-precision products of the CPU backend (backend/cpu/int8_gemm.hpp, bf16_gemm.hpp,
+// prepared_linear.hpp): each kernel path against a plain scalar reference of the same quantised
+// arithmetic (bit-exact: int8 sums are integers), on random sizes with odd edges; each path run
+// where this CPU has it and skipped (counted) where not. Then the models: int8 and bf16 encoders
+// against fp32 (cosine of embeddings, the toy model's top-1), and fp32 weights prepared at load
+// giving the very same numbers as unprepared ones.
+#include <zeroclip/zeroclip.hpp>
+
+#include <random>
+
+#include "../random_model.hpp"
+#include "../real_size.hpp"
+#include "../test_util.hpp"
+
+using namespace zeroclip;
+namespace cpu = zeroclip::detail::cpu;
+
+namespace {
+
+struct problem {
+    int64_t m, n, k, lo, hi;
+};
+
+/// Random sizes with odd edges: k not a multiple of 4 or 2, n not of 16, slices off panel edges.
+std::vector<problem> problems() {
+    std::vector<problem> out{{1, 1, 1, 0, 1}, {3, 17, 5, 0, 17}, {9, 40, 33, 16, 40}, {50, 96, 130, 32, 64},
+                             {17, 70, 64, 5, 61}, {2, 16, 3, 0, 16}};
+    std::mt19937 rng(7);
+    for (int i = 0; i < 6; ++i) {
+        const int64_t m = 1 + rng() % 37, n = 1 + rng() % 90, k = 1 + rng() % 150;
+        const int64_t lo = rng() % n, hi = lo + 1 + rng() % (n - lo);
+        out.push_back({m, n, k, lo, hi});
+    }
+    return out;
+}
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+/// Whether `path` runs here; a skip line (counted) when not.
+bool path_available(cpu::isa path) {
+    if (cpu::cpu_has(path)) return true;
+    MESSAGE(ZEROCLIP_TEST_SKIP_MARK "this CPU has no " << cpu::isa_name(path) << ": its kernel is not tested here");
+    return false;
+}
+
+/// Aligned memory for prepared weights.
+struct aligned_bytes {
+    std::vector<unsigned char> raw;
+    void* at64(size_t n) {
+        raw.assign(n + 64, 0);
+        return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw.data()) + 63) & ~uintptr_t{63});
+    }
+};
+
+/// Runs `kernel(x, m, out)` against `reference(x, r, c) → value before accumulation` for each
+/// problem, with and without accumulation, bias and an activation; every output bit-equal.
+template <class Kernel, class Reference>
+void check_exact(const problem& p, Kernel&& kernel, Reference&& reference, uint32_t seed) {
+    const int64_t cols = p.hi - p.lo;
+    const std::vector<float> x = random_floats(static_cast<size_t>(p.m * p.k), seed);
+    const std::vector<float> bias = random_floats(static_cast<size_t>(cols), seed + 1);
+    const std::vector<float> start = random_floats(static_cast<size_t>(p.m * cols), seed + 2);
+    for (int variant = 0; variant < 3; ++variant) {
+        cpu::lowp_out o;
+        std::vector<float> y = start, want = start;
+        o.y = y.data(), o.ldy = cols, o.lo = p.lo, o.hi = p.hi;
+        o.bias = variant >= 1 ? bias.data() : nullptr;
+        o.accumulate = variant == 2;
+        o.activation = variant == 1 ? cpu::act::quick_gelu : cpu::act::none;
+        kernel(x.data(), p.m, o);
+        for (int64_t r = 0; r < p.m; ++r) {
+            for (int64_t c = 0; c < cols; ++c) {
+                const float v = reference(x.data(), r, p.lo + c, o.bias ? o.bias[c] : 0.0f);
+                float& w = want[static_cast<size_t>(r * cols + c)];
+                w = o.accumulate ? w + v : v;
+            }
+            cpu::activate(want.data() + r * cols, cols, o.activation);
+        }
+        INFO("m " << p.m << " n " << p.n << " k " << p.k << " channels [" << p.lo << ", " << p.hi << ") variant " << variant);
+        int64_t mismatches = 0;
+        for (size_t i = 0; i < y.size(); ++i) mismatches += !(y[i] == want[i]);
+        CHECK(mismatches == 0);
+    }
+}
+
+void check_int8_path(cpu::isa path) {
+    uint32_t seed = 100;
+    for (const problem& p : problems()) {
+        const std::vector<float> w = random_floats(static_cast<size_t>(p.n * p.k), seed++, 0.05f);
+        aligned_bytes mem;
+        cpu::int8_weights q;
+        cpu::int8_prepare(w.data(), p.n, p.k, mem.at64(cpu::int8_weights::bytes(p.n, p.k)), q);
+        // The weights: |w − q·s| ≤ s/2 per channel, and |q| ≤ 127.
+        for (int64_t c = 0; c < p.n; ++c)
+            for (int64_t i = 0; i < p.k; ++i) {
+                const int8_t v = cpu::int8_weight_at(q, c, i);
+                REQUIRE(std::abs(int{v}) <= 127);
+                REQUIRE(std::fabs(w[static_cast<size_t>(c * p.k + i)] - v * q.scale[c]) <= q.scale[c] * 0.5001f);
+            }
+        // The reference quantises x the same way (and checks it), then sums integers in int64.
+        std::vector<int8_t> xq;
+        std::vector<float> xs;
+        const float* quantised_from = nullptr;
+        auto reference = [&](const float* x, int64_t r, int64_t c, float b) {
+            if (quantised_from != x) {
+                xq.assign(static_cast<size_t>(p.m * q.kp), 0);
+                xs.assign(static_cast<size_t>(p.m), 0.0f);
+                cpu::int8_quantize_rows(x, p.k, p.m, p.k, q.kp, xq.data(), xs.data(), false);
+                for (int64_t i = 0; i < p.m * p.k; ++i) {
+                    const int64_t row = i / p.k, col = i % p.k;
+                    REQUIRE(std::fabs(x[i] - xq[static_cast<size_t>(row * q.kp + col)] * xs[static_cast<size_t>(row)]) <=
+                            xs[static_cast<size_t>(row)] * 0.5001f);
+                }
+                quantised_from = x;
+            }
+            int64_t sum = 0;
+            for (int64_t i = 0; i < p.k; ++i) sum += xq[static_cast<size_t>(r * q.kp + i)] * cpu::int8_weight_at(q, c, i);
+            return cpu::lowp_value(static_cast<float>(sum), xs[static_cast<size_t>(r)], q.scale[c], b);
+        };
+        check_exact(p, [&](const float* x, int64_t m, const cpu::lowp_out& o) { cpu::int8_linear(path, x, p.k, m, q, o); },
+                    reference, seed++);
+    }
+}
+
+void check_bf16_path(cpu::isa path) {
+    uint32_t seed = 300;
+    for (const problem& p : problems()) {
+        const std::vector<float> w = random_floats(static_cast<size_t>(p.n * p.k), seed++, 0.05f);
+        aligned_bytes mem;
+        cpu::bf16_weights q;
+        cpu::bf16_prepare(w.data(), p.n, p.k, mem.at64(cpu::bf16_weights::bytes(p.n, p.k)), q);
+        for (int64_t i = 0; i < p.n * p.k; ++i) {  // rounded to nearest: within half a unit of bf16's 8 bits
+            const float v = w[static_cast<size_t>(i)];
+            REQUIRE(std::fabs(cpu::bf16_weight_at(q, i / p.k, i % p.k) - v) <= std::fabs(v) * (1.0f / 256.0f));
+        }
+        auto reference = [&](const float* x, int64_t r, int64_t c, float b) {
+            if (path == cpu::isa::avx512_bf16) {  // x rounded to bf16 too, pairs as vdpbf16ps adds them
+                std::vector<uint16_t> xb(static_cast<size_t>(q.kp), 0), wb(static_cast<size_t>(q.kp), 0);
+                for (int64_t i = 0; i < p.k; ++i) {
+                    xb[static_cast<size_t>(i)] = cpu::to_bf16(x[r * p.k + i]);
+                    wb[static_cast<size_t>(i)] = cpu::to_bf16(cpu::bf16_weight_at(q, c, i));
+                }
+                return cpu::bf16_dot_reference(xb.data(), wb.data(), q.kp) + b;
+            }
+            float acc = 0.0f;  // float32 x, widened weights, one FMA per k in order
+            for (int64_t i = 0; i < p.k; ++i) acc = std::fma(x[r * p.k + i], cpu::bf16_weight_at(q, c, i), acc);
+            return acc + b;
+        };
+        check_exact(p, [&](const float* x, int64_t m, const cpu::lowp_out& o) { cpu::bf16_linear(path, x, p.k, m, q, o); },
+                    reference, seed++);
+    }
+}
+
+/// cos(a_i, b_i), the worst over rows.
+double worst_cosine(const tensor& a, const tensor& b) {
+    REQUIRE(a.shape() == b.shape());
+    const int64_t rows = a.dim(0), n = a.dim(1);
+    double worst = 1.0;
+    for (int64_t r = 0; r < rows; ++r) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = a[r * n + i], y = b[r * n + i];
+            ab += x * y, aa += x * x, bb += y * y;
+        }
+        worst = std::min(worst, ab / std::sqrt(aa * bb));
+    }
+    return worst;
+}
+
+model load_with(const std::string& path, precision p) { return load_model(path, cpu_backend(cpu_options{p})); }
+
+}  // namespace
+
+TEST_CASE("precision: int8 scalar kernel against the reference arithmetic") { check_int8_path(cpu::isa::scalar); }
+
+TEST_CASE("precision: int8 AVX2 kernel (vpmaddubsw) against the reference arithmetic") {
+    if (path_available(cpu::isa::avx2)) check_int8_path(cpu::isa::avx2);
+}
+
+TEST_CASE("precision: int8 AVX-512 VNNI kernel (vpdpbusd) against the reference arithmetic") {
+    if (path_available(cpu::isa::avx512_vnni)) check_int8_path(cpu::isa::avx512_vnni);
+}
+
+TEST_CASE("precision: bf16 scalar kernel against the reference arithmetic") { check_bf16_path(cpu::isa::scalar); }
+
+TEST_CASE("precision: bf16 AVX2 kernel (widened weights) against the reference arithmetic") {
+    if (path_available(cpu::isa::avx2)) check_bf16_path(cpu::isa::avx2);
+}
+
+TEST_CASE("precision: bf16 AVX-512 BF16 kernel (vdpbf16ps) against the reference arithmetic") {
+    if (path_available(cpu::isa::avx512_bf16)) check_bf16_path(cpu::isa::avx512_bf16);
+}
+
+TEST_CASE("precision: fp32 weights prepared at load give the unprepared numbers, slices included") {
+    for (precision prec : {precision::fp32, precision::int8, precision::bf16}) {
+        const cpu_backend plain, be(cpu_options{prec});
+        for (const problem& p : problems()) {
+            test_util::rng r(static_cast<uint64_t>(p.m * 1000 + p.n));
+            const tensor x = test_util::random_tensor(r, {p.m, p.k}), w = test_util::random_tensor(r, {p.n, p.k});
+            const tensor b = test_util::random_tensor(r, {p.n});
+            const tensor prepared = be.prepare_linear(w);
+            REQUIRE(prepared.shape() == w.shape());
+            // Unprepared product (the plain backend), the prepared one, and a slice of rows of it.
+            const tensor want = plain.linear(x, w, b), got = be.linear(x, prepared, b);
+            const int64_t count = p.hi - p.lo;
+            const tensor part_want = plain.linear(x, w.slice_rows(p.lo, count), b.slice_rows(p.lo, count));
+            const tensor part_got = be.linear(x, be.slice_rows(prepared, p.lo, count), b.slice_rows(p.lo, count));
+            tensor acc_want = want.clone(), acc_got = want.clone();
+            plain.linear_add_(acc_want, x, w, b);
+            be.linear_add_(acc_got, x, prepared, b);
+            INFO(std::string(precision_name(prec)) << " m " << p.m << " n " << p.n << " k " << p.k << " rows [" << p.lo << ", " << p.hi << ")");
+            if (prec == precision::fp32 && cpu::has_prepacked_gemm) {
+                CHECK(std::equal(want.begin(), want.end(), got.begin()));
+                CHECK(std::equal(part_want.begin(), part_want.end(), part_got.begin()));
+                CHECK(std::equal(acc_want.begin(), acc_want.end(), acc_got.begin()));
+            } else {  // the slice's columns are the full product's, computed the same way
+                for (int64_t i = 0; i < p.m; ++i)
+                    for (int64_t c = 0; c < count; ++c)
+                        REQUIRE(part_got[i * count + c] == got[i * p.n + p.lo + c]);
+                double err = 0, norm = 0;
+                for (int64_t i = 0; i < want.numel(); ++i)
+                    err = std::max<double>(err, std::fabs(want[i] - got[i])), norm = std::max<double>(norm, std::fabs(want[i]));
+                CHECK(err <= 0.05 * norm);
+            }
+        }
+    }
+}
+
+TEST_CASE("precision: parse and name") {
+    CHECK(parse_precision("int8") == precision::int8);
+    CHECK(std::string(precision_name(parse_precision("bf16"))) == "bf16");
+    CHECK_THROWS_AS(parse_precision("fp16"), zeroclip::error);
+}
+
+TEST_CASE("precision: int8 and bf16 encoders of the ViT-B/32 and RN50 shapes within cosine 0.999 of fp32") {
+    for (const std::string name : {"vit-b32", "rn50"}) {
+        const std::string path = test_util::real_size_weights(name);
+        const auto ref = test_util::load_real_size_reference(name);
+        const model fp32 = load_with(path, precision::fp32);
+        const tensor img = fp32.encode_image(ref.pixels), txt = fp32.encode_text(ref.tokens);
+        for (precision p : {precision::int8, precision::bf16}) {
+            const model m = load_with(path, p);
+            const double ci = worst_cosine(m.encode_image(ref.pixels), img);
+            const double ct = worst_cosine(m.encode_text(ref.tokens), txt);
+            MESSAGE(name << " " << std::string(precision_name(p)) << ": worst cosine to fp32, image " << ci << ", text " << ct);
+            CHECK(ci >= 0.999);
+            CHECK(ct >= 0.999);
+        }
+    }
+}
+
+TEST_CASE("precision: the toy model's top-1 under int8 and bf16 equals fp32's on at least 99% of images") {
+    const std::string path = test_util::source_dir() + "/examples/models/zeroclip-toy-vit.safetensors";
+    const std::string dir = test_util::source_dir() + "/tests/data/toy_eval";
+    const auto spec = nlohmann::json::parse(std::ifstream(dir + "/eval.json"));
+    const npy_array images = load_npy(dir + "/images_u8.npy");
+    const int64_t n = images.shape[0], s = images.shape[1];
+    const std::vector<std::string> labels = spec["labels"].get<std::vector<std::string>>();
+    auto top1 = [&](const model& m) {
+        const auto options = m.preprocess_options();
+        tensor pixels({n, 3, s, s});
+        for (int64_t i = 0; i < n; ++i) {
+            rgb_image img{static_cast<int>(s), static_cast<int>(s),
+                          std::vector<uint8_t>(images.bytes.begin() + i * s * s * 3, images.bytes.begin() + (i + 1) * s * s * 3)};
+            normalize_into(img, options.mean, options.stddev, pixels.data() + i * 3 * s * s);
+        }
+        zero_shot_classifier<cpu_backend> classifier(m, labels, {spec["template"].get<std::string>()});
+        std::vector<std::string> out;
+        for (const auto& preds : classifier.classify_embeddings(m.encode_image(pixels), 1)) out.push_back(preds[0].label);
+        return out;
+    };
+    const auto want = top1(load_with(path, precision::fp32));
+    for (precision p : {precision::int8, precision::bf16}) {
+        const auto got = top1(load_with(path, p));
+        REQUIRE(got.size() == want.size());
+        int64_t same = 0;
+        for (size_t i = 0; i < got.size(); ++i) same += got[i] == want[i];
+        MESSAGE(std::string(precision_name(p)) << ": top-1 equal to fp32 on " << same << " of " << got.size() << " images");
+        CHECK(static_cast<double>(same) >= 0.99 * static_cast<double>(got.size()));
+    }
+}
