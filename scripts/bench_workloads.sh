@@ -6,11 +6,13 @@
 #   2. the fixed cost of one CLI call (process start, model load, label prompts: paid once per
 #      shard) and the Dask runner's cost per shard on top of the CLI's work;
 #   3. peak RSS of one classify run (--format jsonl --output) against the number of files, on
-#      symbolic links to one 8x8 PNG, so that the count and not the pixels is what varies.
+#      symbolic links to one 8x8 PNG, so that the count and not the pixels is what varies: the
+#      links given as their folder, and as a --files-from list of the same paths (read lazily).
 #
 #   bash scripts/bench_workloads.sh [BUILD]     (BUILD: the build folder, default build)
 # Environment: IMAGES (default 3000), SHARD (files per Dask shard, default 500),
-# RSS_COUNTS (default "2000 20000 200000"; empty: no RSS runs), WORK (scratch folder, default a new temporary one).
+# RSS_COUNTS (default "2000 20000 200000"; empty: no RSS runs), RSS_ONLY (1: only part 3),
+# WORK (scratch folder, default a new temporary one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZEROCLIP=$(realpath "${1:-build}/examples/zeroclip")
@@ -49,6 +51,7 @@ rate() { echo "$1 / $2" | bc -l | xargs printf '%.1f'; }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; $(date -u '+%F %H:%M') UTC"
 echo
+if [ "${RSS_ONLY:-}" != 1 ]; then
 
 link_farm "$WORK/photos" "$IMAGES" "$PWD"/examples/images/*.png
 rm -f "$WORK/one.jsonl"
@@ -77,9 +80,10 @@ echo "fixed cost of one CLI call (start, model load, 16 label prompts, 1 image):
 per_shard=$(echo "(${t_tasks[1]} - $t_one) / $shards" | bc -l | xargs printf '%.2f')
 echo "Dask cost per shard on one worker, over the single process: ${per_shard} s (= (tasks - one process) / shards)"
 echo
+fi
 
-echo "| files (links to one 8x8 PNG) | seconds | peak RSS (MiB) |"
-echo "| --- | --- | --- |"
+echo "| files (links to one 8x8 PNG) | folder: seconds | folder: peak RSS (MiB) | --files-from: seconds | --files-from: peak RSS (MiB) |"
+echo "| --- | --- | --- | --- | --- |"
 "$PY" -c "
 import os, struct, zlib, sys
 w = h = 8
@@ -89,11 +93,17 @@ open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack(
                              + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))" "$WORK/tiny.png"
 for n in $RSS_COUNTS; do
     link_farm "$WORK/rss-$n" "$n" "$WORK/tiny.png"
-    rm -f "$WORK/rss.jsonl"
-    /usr/bin/time -f "%e %M" -o "$WORK/rss.time" "$ZEROCLIP" "${CLASSIFY[@]}" --format jsonl --batch 64 \
-        --output "$WORK/rss.jsonl" "$WORK/rss-$n" 2>/dev/null
-    read -r secs kib <"$WORK/rss.time"
-    echo "| $n | $secs | $(echo "$kib / 1024" | bc -l | xargs printf '%.1f') |"
+    find "$WORK/rss-$n" -name '*.png' | LC_ALL=C sort >"$WORK/rss-$n.txt"
+    row="| $n |"
+    for input in "$WORK/rss-$n" "--files-from $WORK/rss-$n.txt"; do
+        rm -f "$WORK/rss.jsonl"
+        # $input unquoted: the list form is two words (no spaces in WORK's paths)
+        /usr/bin/time -f "%e %M" -o "$WORK/rss.time" "$ZEROCLIP" "${CLASSIFY[@]}" --format jsonl --batch 64 \
+            --output "$WORK/rss.jsonl" $input 2>"$WORK/rss.err"
+        read -r secs kib <"$WORK/rss.time"
+        row="$row $secs | $(echo "$kib / 1024" | bc -l | xargs printf '%.1f') |"
+    done
+    echo "$row"
 done
 echo
 echo "scratch folder: $WORK (remove it when done)"

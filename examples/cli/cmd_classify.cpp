@@ -142,8 +142,12 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     const auto labels = zeroclip_cli::labels_from(a);
     const auto templates = zeroclip_cli::templates_from(a);
     if (a.positionals().empty() && !a.has("--files-from")) throw usage_error("give at least one image file or folder, or --files-from");
-    auto [files, problems] = zeroclip_cli::list_inputs(a);
-    if (files.empty() && !a.has("--shard")) zeroclip_cli::throw_no_images(problems);
+    // A --files-from list alone is read lazily (not held whole) by every format but html, whose
+    // thumbnails are kept per file until the end anyway.
+    zeroclip_cli::file_list inputs = zeroclip_cli::list_inputs(a, format != "html");
+    auto& [files, problems, stream] = inputs;
+    const size_t listed = zeroclip_cli::for_each_file(inputs, [](const std::string&) {});
+    if (listed == 0 && !a.has("--shard")) zeroclip_cli::throw_no_images(problems);
 #ifdef _OPENMP
     if (options.threads > 0) omp_set_num_threads(options.threads);
 #endif
@@ -158,7 +162,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
         plan.output(*out, "--output");
         if (format != "html") plan.output(zeroclip_cli::partial_path_of(*out), "--output (.partial)");
         plan.check();
-        zeroclip_cli::check_outputs_are_not_images(files, {{"--output", *out}, {"--output", zeroclip_cli::partial_path_of(*out)}});
+        zeroclip_cli::check_outputs_are_not_images(inputs, {{"--output", *out}, {"--output", zeroclip_cli::partial_path_of(*out)}});
     }
     // The output is created (the report as a temporary, the others as FILE.partial, locked) before
     // any work, so a bad path or a second run on the same file fails first.
@@ -186,7 +190,9 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
         files.erase(std::remove_if(files.begin(), files.end(), recorded), files.end());
         problems.erase(std::remove_if(problems.begin(), problems.end(), [&](const auto& p) { return recorded(p.path); }),
                        problems.end());
-        before.done = {};
+        // A lazy list skips them as it is read: the set (O(files done)) is kept until the end.
+        if (stream) stream->skip = recorded;
+        else before.done = {};
     }
     auto model = zeroclip::load_model(a.required("--model"), std::move(backend));
     std::optional<zeroclip::zero_shot_classifier<Backend>> classifier;
@@ -203,7 +209,10 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
 
     row_printer printer{format};
     for (const auto& p : problems) printer.path_width = std::max(printer.path_width, zeroclip_cli::escape_text(p.path).size());
-    for (const auto& f : files) printer.path_width = std::max(printer.path_width, zeroclip_cli::escape_text(f).size());
+    // The pass that counts the files also sizes the table's path column (a lazy list is read again to work).
+    const zeroclip_cli::file_source source = zeroclip_cli::source_of(inputs, [&](const std::string& f) {
+        if (format == "table") printer.path_width = std::max(printer.path_width, zeroclip_cli::escape_text(f).size());
+    });
     // Each batch's text goes out in one write and is flushed: a reader sees whole records.
     auto emit = [&](const std::string& text) {
         if (partial) partial->append(text), partial->mark_records();
@@ -213,10 +222,10 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     std::optional<zeroclip_cli::html_report> report;
     if (destination) {
         report.emplace([&](const std::string& s) { destination->write(s); }, static_cast<size_t>(html_limit));
-        report->begin({"classify", a.required("--model"), labels, templates, "", "", problems.size() + files.size(), started_at});
+        report->begin({"classify", a.required("--model"), labels, templates, "", "", problems.size() + source.count, started_at});
     }
     size_t failed = before.errors, done = 0;
-    const size_t total = before.records + problems.size() + files.size();
+    const size_t total = before.records + problems.size() + source.count;
     auto add_row = [&](std::string& text, const std::string& path, const std::string& error,
                        const std::vector<zeroclip::prediction>& preds, std::string thumbnail) {
         if (!error.empty()) {
@@ -237,7 +246,7 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
     options.progress = [&](size_t d, size_t t) { bar.update(d, t); };
     zeroclip_cli::interrupt_guard guard;
     try {
-        zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<Backend>& b) {
+        zeroclip::embed_image_stream(model, source.next, [&](const zeroclip::image_batch<Backend>& b) {
             // Only the images that were embedded are ranked (on the backend): a failed image has no direction.
             const auto ranked = b.succeeded().empty() ? std::vector<std::vector<zeroclip::prediction>>{}
                                                       : classifier->classify_embeddings(b.embeddings, top_k);
@@ -251,9 +260,9 @@ int classify_with(const zeroclip_cli::args& a, Backend backend) {
             emit(batch_text);
             done = b.first + b.paths.size();
             if (zeroclip_cli::interrupt_guard::received()) throw zeroclip_cli::interrupted{zeroclip_cli::interrupt_guard::received()};
-        }, options);
+        }, options, source.count);
     } catch (const zeroclip_cli::interrupted&) {
-        std::cerr << "\nzeroclip classify: interrupted after " << done << " of " << files.size() << " files";
+        std::cerr << "\nzeroclip classify: interrupted after " << done << " of " << source.count << " files";
         if (partial && (format == "jsonl" || format == "csv"))
             std::cerr << "; their results are in " << zeroclip_cli::escape_text(partial->path())
                       << ". Run the same command with --resume to continue.\n";

@@ -47,7 +47,10 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     std::vector<std::string> texts = a.get_all("--text");
     for (const auto& t : texts)
         if (t.find_first_not_of(" \t\r\n") == std::string::npos) throw zeroclip_cli::usage_error("--text must not be empty");
-    auto [files, problems] = zeroclip_cli::list_inputs(a);
+    // A --files-from list alone is read lazily: counted in one pass (the .npy declares its rows up
+    // front), then read again as it is embedded, never held whole.
+    zeroclip_cli::file_list inputs = zeroclip_cli::list_inputs(a, true);
+    auto& [files, problems, stream] = inputs;
     zeroclip_cli::file_plan plan;
     plan.input(a.required("--model"), "--model");
     if (auto f = a.get("--texts-file")) plan.input(*f, "--texts-file");
@@ -58,7 +61,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     plan.output(zeroclip_cli::partial_path_of(*out), "--out (.partial)");
     plan.output(zeroclip_cli::partial_path_of(names_path), names_role + " (.partial)");
     plan.check();
-    zeroclip_cli::check_outputs_are_not_images(files, {{"--out", *out}, {names_role, names_path},
+    zeroclip_cli::check_outputs_are_not_images(inputs, {{"--out", *out}, {names_role, names_path},
                                                        {"--out", zeroclip_cli::partial_path_of(*out)},
                                                        {names_role, zeroclip_cli::partial_path_of(names_path)}});
     if (auto f = a.get("--texts-file")) {
@@ -71,7 +74,8 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
         }
     }
     // An empty shard is a shard like the others: it writes a [0, D] .npy (a job array's task succeeds).
-    if (files.empty() && texts.empty() && !(a.has("--shard") && problems.empty())) {
+    const size_t listed = zeroclip_cli::for_each_file(inputs, [](const std::string&) {});
+    if (listed == 0 && texts.empty() && !(a.has("--shard") && problems.empty())) {
         if (!problems.empty()) zeroclip_cli::throw_no_images(problems);
         throw zeroclip_cli::usage_error("no image files or texts to embed");
     }
@@ -88,12 +92,14 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     if (before.records) {
         auto recorded = [&](const std::string& name) { return before.done.count(zeroclip_cli::escape_text(name)) != 0; };
         files.erase(std::remove_if(files.begin(), files.end(), recorded), files.end());
+        if (stream) stream->skip = recorded;  // the set (O(rows kept)) is kept while the list is read
         texts.erase(std::remove_if(texts.begin(), texts.end(), [&](const auto& t) { return recorded("text:" + t); }),
                     texts.end());
         std::cerr << "zeroclip embed: resuming " << zeroclip_cli::escape_text(partial.path()) << ": " << before.records
                   << " rows kept\n";
     }
-    partial.reserve(files.size() + texts.size());
+    const zeroclip_cli::file_source source = zeroclip_cli::source_of(inputs, [](const std::string&) {});
+    partial.reserve(source.count + texts.size());
     size_t done = 0;
     zeroclip_cli::progress_bar bar("images");
     zeroclip::file_batch_options options;
@@ -102,7 +108,7 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
     options.progress = [&](size_t n, size_t total) { bar.update(n, total); };
     zeroclip_cli::interrupt_guard guard;
     try {
-        zeroclip::embed_image_stream(m, files, [&](const zeroclip::image_batch<zeroclip::cpu_backend>& b) {
+        zeroclip::embed_image_stream(m, source.next, [&](const zeroclip::image_batch<zeroclip::cpu_backend>& b) {
             const zeroclip::tensor rows = b.succeeded().empty() ? zeroclip::tensor({0, d}) : m.backend().download(b.embeddings);
             check_finite_embeddings(rows, m.source(), "image");
             std::string names;
@@ -113,9 +119,9 @@ int embed_files_and_texts(const zeroclip_cli::args& a) {
             partial.append(rows.data(), static_cast<uint64_t>(rows.dim(0)), names);
             done = b.first + b.paths.size();
             if (zeroclip_cli::interrupt_guard::received()) throw zeroclip_cli::interrupted{zeroclip_cli::interrupt_guard::received()};
-        }, options);
+        }, options, source.count);
     } catch (const zeroclip_cli::interrupted&) {
-        std::cerr << "\nzeroclip embed: interrupted after " << done << " of " << files.size() << " files; "
+        std::cerr << "\nzeroclip embed: interrupted after " << done << " of " << source.count << " files; "
                   << partial.rows() << " rows are in " << zeroclip_cli::escape_text(partial.path())
                   << ". Run the same command with --resume to continue.\n";
         return zeroclip_cli::interrupted_exit_code;
