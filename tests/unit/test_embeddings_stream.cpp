@@ -79,7 +79,10 @@ TEST_CASE("embed_image_stream: batches in input order, rows equal to one whole-f
         }
 
     // The collector: one row per file, normalised, zeros for the failed ones.
-    const file_embeddings collected = embed_image_files(m, files, {3, 2, {}});
+    file_batch_options three;
+    three.batch = 3;
+    three.threads = 2;
+    const file_embeddings collected = embed_image_files(m, files, three);
     size_t good_row = 0;
     for (size_t i = 0; i < files.size(); ++i) {
         if (!collected.errors[i].empty()) {

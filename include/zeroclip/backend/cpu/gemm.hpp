@@ -1,6 +1,6 @@
 //! The CPU backend's matrix products: one AVX2+FMA kernel (an outer product of 6 or 5 rows by 16
 //! columns, 10-12 accumulators, the classic BLIS shape), multi-threaded by tasks
-//! (cpu_parallel.hpp), with the step after the product fused in (bias, activation, residual).
+//! (parallel.hpp), with the step after the product fused in (bias, activation, residual).
 //! Without AVX2+FMA the products are Eigen's.
 //!
 //!   gemm_nt  C = A·Bᵀ   A (M, K), B (N, K), rows contiguous in K: nn.Linear with the weight as
