@@ -199,7 +199,7 @@ TEST_CASE("precision: bf16 AVX-512 BF16 kernel (vdpbf16ps) against the reference
 
 TEST_CASE("precision: fp32 weights prepared at load give the unprepared numbers, slices included") {
     for (precision prec : {precision::fp32, precision::int8, precision::bf16}) {
-        const cpu_backend plain, be(cpu_options{prec});
+        const cpu_backend plain, be(cpu_options{prec, /*pack_fp32_at_load=*/true});
         for (const problem& p : problems()) {
             test_util::rng r(static_cast<uint64_t>(p.m * 1000 + p.n));
             const tensor x = test_util::random_tensor(r, {p.m, p.k}), w = test_util::random_tensor(r, {p.n, p.k});
