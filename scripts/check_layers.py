@@ -216,7 +216,9 @@ def self_test(root):
 
     def stale_ops(tmp):
         p = os.path.join(tmp, "docs", "ARCHITECTURE.md")
-        text = open(p, encoding="utf-8").read().replace("| `softmax_rows` |", "| `softmax` |")
+        original = open(p, encoding="utf-8").read()
+        text = original.replace("| `matmul` |", "| `matmul_nn` |")
+        assert text != original, "the planted fault must change the op table"
         open(p, "w", encoding="utf-8").write(text)
     planted("stale op table", stale_ops, "op table differs")
     return failures
