@@ -11,6 +11,11 @@
 //!     auto pixels = zeroclip::load_image_batch({"cat.jpg"}, model.preprocess_options());
 //!     auto top = classifier.classify(pixels, /*top_k=*/1);            // top[0][0].label == "cat"
 //!
+//!     // A folder of any size: batches stream to the callback as they are embedded (embeddings.hpp).
+//!     zeroclip::embed_image_stream(model, files, [&](const zeroclip::image_batch<zeroclip::cpu_backend>& b) {
+//!         auto ranked = classifier.classify_embeddings(b.embeddings, 1);  // b.succeeded() files, in order
+//!     });
+//!
 //! Everything throws zeroclip::error (error.hpp) on bad input. Internals live in zeroclip::detail.
 #pragma once
 
