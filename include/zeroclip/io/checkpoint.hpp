@@ -19,7 +19,7 @@ namespace zeroclip {
 struct checkpoint {
     std::string path;
     clip_config config;
-    weight_source weights;      ///< OpenAI names, float32
+    weight_source weights;      ///< OpenAI names, float32 (converted as the model asks for each)
     std::string bpe_merges;     ///< one merge "a b" per line, in rank order, no "#version" header
     std::string bpe_vocab_json; ///< {token: id}, or empty for CLIP's standard vocabulary
     std::string weight_dtype;   ///< "F32", "F16", "BF16" (the dtype of most weights in the file)
@@ -84,16 +84,26 @@ inline tensor transpose2d(const tensor& t) {
     return out;
 }
 
+/// The weight of `record` in float32, made when a model asks for it (weights.hpp); `then`
+/// transforms it (a transpose) after the conversion.
+inline stored_weight lazy_float(std::shared_ptr<const safetensors_file> file, const tensor_record& record,
+                                shape_t shape, tensor (*then)(const tensor&) = nullptr) {
+    return stored_weight(std::move(shape), [file = std::move(file), record, then] {
+        tensor t = file->to_float(record);
+        return then ? then(t) : t;
+    });
+}
+
 /// Hugging Face CLIPModel names → OpenAI names (the inverse of transformers'
 /// convert_clip_original_pytorch_to_hf.py). q/k/v are concatenated into in_proj, the two
-/// projections transposed back to [width, embed].
+/// projections transposed back to [width, embed]; both when the weight is made.
 /// `not_float` receives the OpenAI names of tensors that are not of a float dtype, with that dtype
 /// (for the error when a model needs one of them).
-inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file,
-                                                  std::map<std::string, std::string>* not_float = nullptr) {
-    std::map<std::string, tensor> out;
-    std::map<std::string, std::array<tensor, 3>> qkv;  // OpenAI in_proj name -> q, k, v
-    for (const auto& [hf_name, record] : file.tensors()) {
+inline std::map<std::string, stored_weight> map_hf_names(const std::shared_ptr<const safetensors_file>& file,
+                                                         std::map<std::string, std::string>* not_float = nullptr) {
+    std::map<std::string, stored_weight> out;
+    std::map<std::string, std::array<const tensor_record*, 3>> qkv;  // OpenAI in_proj name -> q, k, v
+    for (const auto& [hf_name, record] : file->tensors()) {
         const bool skip = !is_float(record.type);
         if (skip && is_integer_buffer(hf_name)) continue;
         std::string name = hf_name;
@@ -125,7 +135,7 @@ inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file,
                 if (skip) {
                     if (not_float) (*not_float)[joined] = dtype_name(record.type) + std::string(" (in ") + hf_name + ")";
                 } else {
-                    qkv[joined][static_cast<size_t>(i)] = file.to_float(record);
+                    qkv[joined][static_cast<size_t>(i)] = &record;
                 }
                 is_qkv = true;
             }
@@ -135,31 +145,36 @@ inline std::map<std::string, tensor> map_hf_names(const safetensors_file& file,
             if (not_float) (*not_float)[name] = dtype_name(record.type);
             continue;
         }
-        tensor t = file.to_float(record);
-        if (transpose) {
-            if (t.ndim() != 2)
-                ZEROCLIP_THROW(errc::shape, file.path() + ": tensor '" + hf_name + "' must be 2-d, has shape " +
-                                                shape_to_string(t.shape()));
-            t = transpose2d(t);
+        if (!transpose) {
+            out[name] = lazy_float(file, record, record.shape);
+            continue;
         }
-        out[name] = t;
+        if (record.shape.size() != 2)
+            ZEROCLIP_THROW(errc::shape, file->path() + ": tensor '" + hf_name + "' must be 2-d, has shape " +
+                                            shape_to_string(record.shape));
+        out[name] = lazy_float(file, record, {record.shape[1], record.shape[0]}, transpose2d);
     }
     for (auto& [name, parts] : qkv) {
         if (not_float && not_float->count(name)) continue;  // reported by weight_source when needed
-        for (int i = 0; i < 3; ++i)
-            if (parts[static_cast<size_t>(i)].empty())
-                ZEROCLIP_THROW(errc::format, file.path() + ": the q/k/v projections of '" + name +
+        for (const tensor_record* part : parts)
+            if (!part)
+                ZEROCLIP_THROW(errc::format, file->path() + ": the q/k/v projections of '" + name +
                                                  "' are incomplete");
-        const auto& q = parts[0];
-        if (parts[1].shape() != q.shape() || parts[2].shape() != q.shape())
-            ZEROCLIP_THROW(errc::shape, file.path() + ": the q/k/v projections of '" + name +
+        const shape_t& q = parts[0]->shape;
+        if (parts[1]->shape != q || parts[2]->shape != q || q.empty())
+            ZEROCLIP_THROW(errc::shape, file->path() + ": the q/k/v projections of '" + name +
                                             "' have different shapes");
-        shape_t shape = q.shape();
+        shape_t shape = q;
         shape[0] *= 3;
-        tensor joined(shape);
-        for (size_t i = 0; i < 3; ++i)
-            std::copy(parts[i].begin(), parts[i].end(), joined.data() + static_cast<int64_t>(i) * q.numel());
-        out[name] = joined;
+        out[name] = stored_weight(shape, [file, shape, q = *parts[0], k = *parts[1], v = *parts[2]] {
+            tensor joined(shape);
+            float* at = joined.data();
+            for (const tensor_record* part : {&q, &k, &v}) {
+                const tensor t = file->to_float(*part);
+                at = std::copy(t.begin(), t.end(), at);
+            }
+            return joined;
+        });
     }
     return out;
 }
@@ -180,8 +195,8 @@ inline checkpoint load_hf_folder(const std::string& dir) {
     if (!file_exists(weights_path))
         ZEROCLIP_THROW(errc::io, dir + ": no model.safetensors (convert pytorch_model.bin with "
                                        "weights_tools/convert.py)");
-    auto file = safetensors_file::open(weights_path);
-    c.weight_dtype = majority_dtype(file);
+    auto file = std::make_shared<const safetensors_file>(safetensors_file::open(weights_path));
+    c.weight_dtype = majority_dtype(*file);
     std::map<std::string, std::string> not_float;
     auto tensors = map_hf_names(file, &not_float);
     c.weights = weight_source(std::move(tensors), weights_path, std::move(not_float));
@@ -202,18 +217,18 @@ inline checkpoint load_hf_folder(const std::string& dir) {
 inline checkpoint load_zeroclip_file(const std::string& path) {
     checkpoint c;
     c.path = path;
-    auto file = safetensors_file::open(path);
-    const auto& meta = file.metadata();
+    auto file = std::make_shared<const safetensors_file>(safetensors_file::open(path));
+    const auto& meta = file->metadata();
     auto config = meta.find("zeroclip.config");
     if (config == meta.end())
         ZEROCLIP_THROW(errc::format, path + ": no 'zeroclip.config' metadata; convert the checkpoint with "
                                             "weights_tools/convert.py, or pass a Hugging Face CLIP folder");
     c.config = parse_zeroclip_config(config->second, path);
-    c.weight_dtype = majority_dtype(file);
-    std::map<std::string, tensor> tensors;
+    c.weight_dtype = majority_dtype(*file);
+    std::map<std::string, stored_weight> tensors;
     std::map<std::string, std::string> not_float;
-    for (const auto& [name, record] : file.tensors()) {
-        if (is_float(record.type)) tensors[name] = file.to_float(record);
+    for (const auto& [name, record] : file->tensors()) {
+        if (is_float(record.type)) tensors[name] = lazy_float(file, record, record.shape);
         else if (!is_integer_buffer(name)) not_float[name] = dtype_name(record.type);
     }
     c.weights = weight_source(std::move(tensors), path, std::move(not_float));

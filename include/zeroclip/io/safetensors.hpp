@@ -88,7 +88,8 @@ public:
         return it->second;
     }
 
-    /// A float32 tensor: a view into the mapping for aligned F32 data, otherwise converted once
+    /// A float32 tensor: a view into the mapping for aligned F32 data (whose pages leave the
+    /// resident set when the last view goes), otherwise converted
     /// (vectorised and multi-threaded, into storage that is not zero-filled first), after which
     /// the source pages leave the resident set (detail/io/convert.hpp).
     /// Every value is checked finite first: a NaN or infinity is errc::format naming the tensor.
@@ -100,8 +101,15 @@ public:
         if (r.type != dtype::f64)
             check_finite(r, detail::first_non_finite(r.bytes, static_cast<int64_t>(n), r.type == dtype::f32 ? 4 : 2,
                                                           r.type == dtype::bf16));
-        if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0)
-            return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
+        if (r.type == dtype::f32 && reinterpret_cast<uintptr_t>(r.bytes) % alignof(float) == 0) {
+            if (!file_->is_mapped()) return tensor::view(r.shape, file_, reinterpret_cast<const float*>(r.bytes));
+            // When the last view goes (a weight the backend has packed into its own form), its
+            // pages leave the resident set; the mapping lives as long as the view.
+            std::shared_ptr<const void> pages(r.bytes, [file = file_, bytes = r.nbytes](const void* p) {
+                detail::release_mapped(p, bytes);
+            });
+            return tensor::view(r.shape, std::move(pages), reinterpret_cast<const float*>(r.bytes));
+        }
         std::shared_ptr<float> storage = detail::alloc_floats(n);
         float* dst = storage.get();
         switch (r.type) {

@@ -36,7 +36,7 @@ public:
             visual_ = vision_transformer<Backend>::load(ws.scope("visual"), backend_, config_.vision,
                                                         config_.embed_dim);
         text_ = text_transformer<Backend>::load(ws, backend_, config_.text, config_.embed_dim);
-        const zeroclip::tensor& scale = ws.find("logit_scale");  // host tensor (not Backend::tensor)
+        const zeroclip::tensor scale = ws.find("logit_scale");  // host tensor (not Backend::tensor)
         if (scale.numel() != 1)
             ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +
                                             shape_to_string(scale.shape()) + ", expected []");

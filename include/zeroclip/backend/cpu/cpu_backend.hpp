@@ -40,11 +40,11 @@ namespace zeroclip {
 /// at load; int8 and bf16 kernels chosen at run time from what the CPU has, cpu_features.hpp).
 struct cpu_options {
     zeroclip::precision precision = zeroclip::precision::fp32;
-    /// fp32 only: pack the linear weights into the GEMM's panels at load (faster batch-1 calls)
-    /// rather than per call. Off by default: while a model loads, the loader's float32 copies and
-    /// the packed ones coexist, so the peak memory of loading an F16 checkpoint nearly doubles
-    /// (ViT-B/32: 600 → 1070 MiB) until the loader converts weights one at a time.
-    bool pack_fp32_at_load = false;
+    /// fp32 only: pack the linear weights into the GEMM's panels at load, in place of their
+    /// float32 copy (faster batch-1 calls), rather than on every call. The loader makes one
+    /// weight at a time (io/weights.hpp), so the packed and unpacked copies of a model never
+    /// coexist; false keeps the weights as loaded (memory-mapped in place for an F32 file).
+    bool pack_fp32_at_load = true;
 };
 
 /// E.g. `zeroclip::load_model(path, cpu_backend(cpu_options{precision::int8}))` for an int8 model.
