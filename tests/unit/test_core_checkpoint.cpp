@@ -8,9 +8,11 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "../test_util.hpp"
 
@@ -75,6 +77,33 @@ TEST_CASE("NaN and infinite weights are found at load, naming the file and the t
     tensors.at("text_projection.weight").values[0] = 1e6f;
     save_safetensors(dir + "/model.safetensors", tensors);
     expect_load_error(dir, errc::format, {"'text_projection.weight'", "NaN or infinite"});
+}
+
+TEST_CASE("the non-finite scan finds the first bad value at every position, vector steps and tails") {
+    // F32, F16 and BF16 patterns of 1.0, +infinity and a NaN, each width's own bits.
+    struct kind {
+        int width;
+        bool bf16;
+        uint32_t one, inf, nan;
+    };
+    for (const kind& k : {kind{4, false, 0x3f800000u, 0x7f800000u, 0x7fc00001u}, kind{2, false, 0x3c00u, 0x7c00u, 0xfe01u},
+                          kind{2, true, 0x3f80u, 0x7f80u, 0xffc1u}}) {
+        for (int64_t n : {1, 7, 16, 33, 70}) {
+            std::vector<unsigned char> bytes(static_cast<size_t>(n * k.width));
+            auto put = [&](int64_t i, uint32_t v) { std::memcpy(bytes.data() + i * k.width, &v, static_cast<size_t>(k.width)); };
+            for (int64_t i = 0; i < n; ++i) put(i, k.one);
+            CHECK(detail::first_non_finite(bytes.data(), n, k.width, k.bf16) == -1);
+            for (int64_t bad = 0; bad < n; ++bad) {
+                CAPTURE(k.width);
+                CAPTURE(n);
+                CAPTURE(bad);
+                put(bad, bad % 2 ? k.inf : k.nan);
+                if (bad + 2 < n) put(bad + 2, k.inf);  // a later one does not hide the first
+                CHECK(detail::first_non_finite(bytes.data(), n, k.width, k.bf16) == bad);
+                for (int64_t i = 0; i < n; ++i) put(i, k.one);
+            }
+        }
+    }
 }
 
 TEST_CASE("a logit_scale whose exp() overflows float is refused") {
