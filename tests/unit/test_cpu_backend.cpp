@@ -308,3 +308,318 @@ TEST_CASE("cpu backend: F16 and BF16 conversion is exact for every 16-bit patter
     }
     CHECK(bf16_wrong == 0);
 }
+
+// The fp32 micro-kernels one by one: the AVX2 one and the AVX-512F one (gemm_avx512.hpp), each
+// forced for the test (gemm_detail::fp32_kernel(); skipped where the CPU lacks it), against
+// double-precision loops on random shapes with every edge: M, N, K off the tile / panel / K-block
+// sizes, K = 1, N = 1, strided rows, every epilogue, batches, weights packed at load and slices of
+// them at any row. Columns past N in strided rows must stay untouched.
+#ifdef ZEROCLIP_CPU_AVX2
+namespace {
+
+namespace cpu = detail::cpu;
+
+/// Runs the process on `path`'s fp32 kernel while in scope.
+struct fp32_kernel_scope {
+    cpu::isa saved;
+    explicit fp32_kernel_scope(cpu::isa path) : saved(cpu::gemm_detail::fp32_kernel()) { cpu::gemm_detail::fp32_kernel() = path; }
+    ~fp32_kernel_scope() { cpu::gemm_detail::fp32_kernel() = saved; }
+    fp32_kernel_scope(const fp32_kernel_scope&) = delete;
+    fp32_kernel_scope& operator=(const fp32_kernel_scope&) = delete;
+};
+
+bool fp32_path_available(cpu::isa path) {
+    if (cpu::cpu_has(path)) return true;
+    MESSAGE(ZEROCLIP_TEST_SKIP_MARK "this CPU has no " << cpu::isa_name(path) << ": its fp32 kernel is not tested here");
+    return false;
+}
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng) {
+    std::vector<float> v(n);
+    std::normal_distribution<float> d;
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+double apply_act(double v, cpu::act a) {
+    switch (a) {
+        case cpu::act::quick_gelu: return quick_gelu(v);
+        case cpu::act::relu: return v < 0 ? 0 : v;
+        case cpu::act::gelu: return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+        default: return v;
+    }
+}
+
+/// One product's operands and epilogue, random; `c` holds C0 (for accumulate) in rows ldc apart.
+struct product_case {
+    int64_t m, n, k, lda, ldb, ldc;
+    std::vector<float> a, b, c, bias, residual;
+    cpu::epilogue ep;
+};
+
+product_case random_case(int64_t m, int64_t n, int64_t k, bool transposed_b, bool bias_per_row, std::mt19937& rng) {
+    product_case p;
+    std::uniform_int_distribution<int> coin(0, 1), pad(0, 5), acts(0, 3);
+    p.m = m, p.n = n, p.k = k;
+    p.lda = k + (coin(rng) ? pad(rng) : 0);
+    p.ldb = (transposed_b ? k : n) + (coin(rng) ? pad(rng) : 0);
+    p.ldc = n + (coin(rng) ? pad(rng) : 0);
+    p.a = random_floats(static_cast<size_t>(m * p.lda), rng);
+    p.b = random_floats(static_cast<size_t>((transposed_b ? n : k) * p.ldb), rng);
+    p.c = random_floats(static_cast<size_t>(m * p.ldc), rng);
+    if (coin(rng)) p.bias = random_floats(static_cast<size_t>(bias_per_row ? m : n), rng);
+    if (coin(rng)) p.residual = random_floats(static_cast<size_t>(m * p.ldc), rng);
+    p.ep.bias = p.bias.empty() ? nullptr : p.bias.data();
+    p.ep.residual = p.residual.empty() ? nullptr : p.residual.data();
+    p.ep.activation = static_cast<cpu::act>(acts(rng));
+    p.ep.accumulate = coin(rng);
+    return p;
+}
+
+/// Checks `got` (rows ldc apart) against the double-precision result of p: act([C0 +] A·op(B) +
+/// bias + residual) in the first n columns, C0 untouched past them. B is (n, k) or (k, n).
+void check_product(const product_case& p, const std::vector<float>& got, bool transposed_b, bool bias_per_row) {
+    double worst = 0, scale = 1;
+    int64_t untouched_changed = 0;
+    for (int64_t i = 0; i < p.m; ++i) {
+        for (int64_t j = 0; j < p.n; ++j) {
+            double s = 0;
+            for (int64_t t = 0; t < p.k; ++t)
+                s += static_cast<double>(p.a[static_cast<size_t>(i * p.lda + t)]) *
+                     p.b[static_cast<size_t>(transposed_b ? j * p.ldb + t : t * p.ldb + j)];
+            const auto at = static_cast<size_t>(i * p.ldc + j);
+            if (p.ep.accumulate) s += p.c[at];
+            if (p.ep.bias) s += p.ep.bias[bias_per_row ? i : j];
+            if (p.ep.residual) s += p.ep.residual[at];
+            s = apply_act(s, p.ep.activation);
+            const double x = got[at];
+            if (!std::isfinite(x)) worst = HUGE_VAL;
+            else worst = std::max(worst, std::abs(x - s));
+            scale = std::max(scale, std::abs(s));
+        }
+        for (int64_t j = p.n; j < p.ldc; ++j)
+            untouched_changed += got[static_cast<size_t>(i * p.ldc + j)] != p.c[static_cast<size_t>(i * p.ldc + j)];
+    }
+    CHECK(worst / scale < 1e-5);
+    CHECK(untouched_changed == 0);
+}
+
+const int64_t edge_m[] = {1, 2, 5, 6, 7, 11, 12, 13, 17, 19, 20, 23, 25, 29, 50, 97, 150};
+const int64_t edge_n[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 48, 63, 64, 65, 100, 130};
+const int64_t edge_k[] = {1, 2, 3, 8, 15, 16, 17, 255, 256, 257, 513, 700};
+
+template <class T, size_t N>
+T pick(const T (&values)[N], std::mt19937& rng) {
+    return values[std::uniform_int_distribution<size_t>(0, N - 1)(rng)];
+}
+
+/// gemm_nt, gemm_nn (batched, with A packed per call or at load) and conv2d_nchw on `path`.
+void check_fp32_kernel(cpu::isa path) {
+    const fp32_kernel_scope scope(path);
+    std::mt19937 rng(static_cast<unsigned>(17 + static_cast<int>(path)));
+    for (int trial = 0; trial < 250; ++trial) {
+        const int64_t m = pick(edge_m, rng), n = pick(edge_n, rng), k = pick(edge_k, rng);
+        CAPTURE(trial);
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        product_case p = random_case(m, n, k, /*transposed_b=*/true, /*bias_per_row=*/false, rng);
+        CAPTURE(static_cast<int>(p.ep.activation));
+        CAPTURE(p.ep.accumulate);
+        std::vector<float> got = p.c;
+        cpu::gemm_nt(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, got.data(), p.ldc, p.ep, trial % 3);
+        check_product(p, got, true, false);
+    }
+    for (int trial = 0; trial < 120; ++trial) {
+        const int64_t m = pick(edge_m, rng), n = pick(edge_n, rng), k = pick(edge_k, rng);
+        const int64_t batch = 1 + trial % 3;
+        const bool prepacked = trial % 2 == 1;
+        CAPTURE(trial);
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(batch);
+        CAPTURE(prepacked);
+        // The batch shares A, the strides and the epilogue's bias and activation; each item has its
+        // own B, C0 and residual, one after another in one buffer each (b_stride, c_stride).
+        product_case p0 = random_case(m, n, k, false, true, rng);
+        if (prepacked) {  // prepack_a packs A with rows k apart
+            p0.lda = k;
+            p0.a = random_floats(static_cast<size_t>(m * k), rng);
+        }
+        const int64_t bs = k * p0.ldb, cs = m * p0.ldc;
+        std::vector<product_case> items(static_cast<size_t>(batch), p0);
+        std::vector<float> b_all, c_all, r_all;
+        for (int64_t i = 0; i < batch; ++i) {
+            product_case& it = items[static_cast<size_t>(i)];
+            if (i > 0) {
+                it.b = random_floats(static_cast<size_t>(bs), rng);
+                it.c = random_floats(static_cast<size_t>(cs), rng);
+                if (p0.ep.residual) it.residual = random_floats(static_cast<size_t>(cs), rng);
+            }
+            it.ep.bias = it.bias.empty() ? nullptr : it.bias.data();
+            it.ep.residual = it.residual.empty() ? nullptr : it.residual.data();
+            b_all.insert(b_all.end(), it.b.begin(), it.b.end());
+            c_all.insert(c_all.end(), it.c.begin(), it.c.end());
+            r_all.insert(r_all.end(), it.residual.begin(), it.residual.end());
+        }
+        cpu::epilogue ep = items[0].ep;
+        ep.residual = p0.ep.residual ? r_all.data() : nullptr;
+        const cpu::prepacked_a packed = prepacked ? cpu::prepack_a(p0.a.data(), m, k) : cpu::prepacked_a{};
+        cpu::gemm_nn(m, n, k, p0.a.data(), p0.lda, b_all.data(), p0.ldb, c_all.data(), p0.ldc, ep, batch, bs, cs,
+                     trial % 3, prepacked ? &packed : nullptr);
+        for (int64_t i = 0; i < batch; ++i) {
+            CAPTURE(i);
+            check_product(items[static_cast<size_t>(i)],
+                          std::vector<float>(c_all.begin() + i * cs, c_all.begin() + (i + 1) * cs), false, true);
+        }
+    }
+}
+
+/// gemm_nt_prepacked on `path`: B packed at load (prepacked_bt), whole and as slices of rows at
+/// panel offsets; prepared_linear (the backend's fp32 weights packed at load) at any row offset.
+void check_fp32_prepacked(cpu::isa path) {
+    const fp32_kernel_scope scope(path);
+    std::mt19937 rng(static_cast<unsigned>(29 + static_cast<int>(path)));
+    for (int trial = 0; trial < 80; ++trial) {
+        const int64_t m = pick(edge_m, rng), n = pick(edge_n, rng) + 16 * (trial % 4), k = pick(edge_k, rng);
+        CAPTURE(trial);
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        product_case p = random_case(m, n, k, true, false, rng);
+        // The weight as the backend keeps it: rows k apart (ldb = k).
+        std::vector<float> dense(static_cast<size_t>(n * k));
+        for (int64_t j = 0; j < n; ++j) std::copy_n(p.b.begin() + j * p.ldb, k, dense.begin() + j * k);
+        p.b = dense, p.ldb = k;
+        std::vector<float> store(cpu::prepacked_bt_floats(n, k) + 16);
+        auto* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t{63});
+        cpu::prepacked_bt packed;
+        packed.n = n, packed.k = k, packed.data = aligned;
+        cpu::prepack_bt(p.b.data(), packed);
+        for (int64_t r = 0; r < n; r += 7) {  // the packed rows read back
+            std::vector<float> row(static_cast<size_t>(k));
+            cpu::prepacked_bt_row(packed, r, row.data());
+            CHECK(std::equal(row.begin(), row.end(), p.b.begin() + r * k));
+        }
+        // Rows [row0, row0 + count) at panel offsets, as attention's q, k, v parts of in_proj.
+        const int64_t row0 = 16 * std::uniform_int_distribution<int64_t>(0, (n - 1) / 16)(rng);
+        const int64_t count = std::uniform_int_distribution<int64_t>(1, n - row0)(rng);
+        CAPTURE(row0);
+        CAPTURE(count);
+        product_case part = p;
+        part.n = count;
+        part.b.assign(p.b.begin() + row0 * k, p.b.begin() + (row0 + count) * k);
+        if (!part.bias.empty()) part.bias.assign(p.bias.begin() + row0, p.bias.begin() + row0 + count);
+        part.ep.bias = part.bias.empty() ? nullptr : part.bias.data();
+        std::vector<float> got = part.c;
+        cpu::gemm_nt_prepacked(m, count, part.a.data(), part.lda, packed, row0, got.data(), part.ldc, part.ep, trial % 3);
+        check_product(part, got, true, false);
+    }
+    // prepared_linear: fp32 weights packed at load, slices at any row (not on a panel: unpacked).
+    for (int trial = 0; trial < 30; ++trial) {
+        const int64_t m = pick(edge_m, rng), n = 20 + pick(edge_n, rng), k = pick(edge_k, rng);
+        const int64_t row0 = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);
+        const int64_t count = std::uniform_int_distribution<int64_t>(1, n - row0)(rng);
+        CAPTURE(trial);
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(row0);
+        CAPTURE(count);
+        product_case p = random_case(m, count, k, true, false, rng);
+        p.ldc = count;
+        p.c.resize(static_cast<size_t>(m * count));
+        p.ep.residual = nullptr, p.residual.clear();  // apply's epilogue: bias, activation, accumulate
+        const std::vector<float> w = random_floats(static_cast<size_t>(n * k), rng);
+        const cpu::prepared_linear prepared(w.data(), n, k, precision::fp32);
+        p.b.assign(w.begin() + row0 * k, w.begin() + (row0 + count) * k), p.ldb = k;
+        std::vector<float> got = p.c;
+        prepared.apply(p.a.data(), p.lda, m, row0, count, got.data(), p.ep);
+        check_product(p, got, true, false);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("cpu backend: fp32 AVX2 kernel against double precision (products, batches, packed weights)") {
+    check_fp32_kernel(cpu::isa::avx2);
+    check_fp32_prepacked(cpu::isa::avx2);
+}
+
+TEST_CASE("cpu backend: fp32 AVX-512F kernel against double precision (products, batches, packed weights)") {
+    if (!fp32_path_available(cpu::isa::avx512)) return;
+    check_fp32_kernel(cpu::isa::avx512);
+    check_fp32_prepacked(cpu::isa::avx512);
+}
+
+TEST_CASE("cpu backend: fp32 convolutions (im2col, Winograd, packed at load) on each kernel") {
+    for (const cpu::isa path : {cpu::isa::avx2, cpu::isa::avx512}) {
+        if (!fp32_path_available(path)) continue;
+        CAPTURE(cpu::isa_name(path));
+        const fp32_kernel_scope scope(path);
+        std::mt19937 rng(31);
+        const cpu_backend be;
+        struct shape {
+            int64_t n, c, h, w, o, k, stride, pad;
+        };
+        for (const shape s : {shape{2, 3, 17, 19, 5, 3, 2, 1}, shape{2, 16, 7, 7, 33, 1, 1, 0}, shape{1, 4, 5, 5, 3, 5, 1, 2},
+                              shape{2, 12, 20, 3, 70, 3, 1, 1}, shape{2, 72, 7, 7, 70, 3, 1, 1}, shape{1, 80, 1, 1, 13, 3, 1, 1},
+                              shape{3, 64, 9, 11, 29, 3, 1, 1}, shape{2, 40, 7, 7, 23, 1, 1, 0}}) {
+            CAPTURE(s.c);
+            CAPTURE(s.h);
+            CAPTURE(s.k);
+            CAPTURE(s.o);
+            const tensor x = random_tensor({s.n, s.c, s.h, s.w}, rng), w = random_tensor({s.o, s.c, s.k, s.k}, rng);
+            const tensor b = random_tensor({s.o}, rng);
+            const int64_t ho = (s.h + 2 * s.pad - s.k) / s.stride + 1, wo = (s.w + 2 * s.pad - s.k) / s.stride + 1;
+            const std::vector<double> ref = reference_conv(x, w, b, s.stride, s.pad);
+            const tensor residual = random_tensor({s.n, s.o, ho, wo}, rng);
+            std::vector<double> add_relu(ref);
+            for (size_t i = 0; i < ref.size(); ++i) add_relu[i] = std::max(0.0, ref[i] + residual[static_cast<int64_t>(i)]);
+            CHECK(rel_err(be.conv2d(x, w, b, s.stride, s.pad), ref) < 1e-5);
+            CHECK(rel_err(be.conv2d_add_relu(x, w, b, s.stride, s.pad, residual), add_relu) < 1e-5);
+            // conv2d_nchw directly, with the weight packed at load and not.
+            const cpu::prepacked_a packed = cpu::prepack_a(w.data(), s.o, s.c * s.k * s.k);
+            for (const cpu::prepacked_a* pa : {static_cast<const cpu::prepacked_a*>(nullptr), &packed}) {
+                tensor y({s.n, s.o, ho, wo});
+                cpu::epilogue ep;
+                ep.bias = b.data(), ep.residual = residual.data(), ep.activation = cpu::act::relu;
+                cpu::conv2d_nchw(x.data(), s.n, s.c, s.h, s.w, w.data(), s.o, s.k, s.k, s.stride, s.pad, y.data(), ep, pa);
+                CHECK(rel_err(y, add_relu) < 1e-5);
+            }
+        }
+    }
+}
+
+TEST_CASE("cpu backend: the fp32 kernels agree with each other, and ZEROCLIP_CPU_PATH=avx2 caps the AVX-512F one") {
+    if (!fp32_path_available(cpu::isa::avx512)) return;
+    // Same sums in the same order: the same floats (the epilogues here have no activation, whose
+    // AVX2 scalar tail may differ in the last place).
+    std::mt19937 rng(37);
+    for (int trial = 0; trial < 60; ++trial) {
+        const int64_t m = pick(edge_m, rng), n = pick(edge_n, rng), k = pick(edge_k, rng);
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        product_case p = random_case(m, n, k, true, false, rng);
+        p.ep.activation = trial % 2 ? cpu::act::relu : cpu::act::none;
+        std::vector<float> c2 = p.c, c512 = p.c;
+        {
+            const fp32_kernel_scope scope(cpu::isa::avx2);
+            cpu::gemm_nt(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, c2.data(), p.ldc, p.ep);
+        }
+        {
+            const fp32_kernel_scope scope(cpu::isa::avx512);
+            cpu::gemm_nt(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, c512.data(), p.ldc, p.ep);
+        }
+        CHECK(c2 == c512);
+    }
+    const char* env = std::getenv("ZEROCLIP_CPU_PATH");
+    const std::string cap = env ? env : "";
+    if (cap == "avx2" || cap == "scalar") CHECK(!cpu::use_isa(cpu::isa::avx512));
+    else if (cap.empty()) CHECK(cpu::use_isa(cpu::isa::avx512));
+    // The kernel a process starts with follows the cap (tests reassign it only within a scope).
+    CHECK((cpu::gemm_detail::fp32_kernel() == cpu::isa::avx512) == cpu::use_isa(cpu::isa::avx512));
+}
+#endif  // ZEROCLIP_CPU_AVX2

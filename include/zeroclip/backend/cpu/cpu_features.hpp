@@ -1,6 +1,7 @@
-//! Which instruction sets the reduced-precision kernels may use, decided at run time (one binary
-//! runs on any x86-64 with AVX2 and uses the best path the CPU has). ZEROCLIP_CPU_PATH=avx2 (or
-//! =scalar) forces a lower path: how the AVX2 kernels are measured on an AVX-512 machine.
+//! Which instruction sets the reduced-precision kernels and the fp32 GEMM kernel may use, decided
+//! at run time (one binary runs on any x86-64 with AVX2 and uses the best path the CPU has).
+//! ZEROCLIP_CPU_PATH=avx2 (or =scalar, or =avx512: the fp32 AVX-512F kernel but not VNNI / BF16)
+//! forces a lower path: how the AVX2 kernels are measured on an AVX-512 machine.
 #pragma once
 
 #include <cstdlib>
@@ -8,13 +9,14 @@
 
 namespace zeroclip::detail::cpu {
 
-/// The kernel families, lowest first.
-enum class isa { scalar, avx2, avx512_vnni, avx512_bf16 };
+/// The kernel families, lowest first. avx512: the fp32 GEMM kernel (AVX-512F/VL/DQ/BW).
+enum class isa { scalar, avx2, avx512, avx512_vnni, avx512_bf16 };
 
 /// The ISA's name as ZEROCLIP_CPU_PATH spells it.
 inline const char* isa_name(isa i) {
     switch (i) {
         case isa::avx2: return "avx2";
+        case isa::avx512: return "avx512";
         case isa::avx512_vnni: return "avx512vnni";
         case isa::avx512_bf16: return "avx512bf16";
         default: return "scalar";
@@ -27,6 +29,10 @@ inline bool cpu_has(isa i) {
     switch (i) {
         case isa::scalar: return true;
         case isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case isa::avx512:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
         case isa::avx512_vnni:
             return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -47,13 +53,14 @@ inline isa path_cap() {
         const std::string s = env ? env : "";
         if (s == "scalar") return isa::scalar;
         if (s == "avx2") return isa::avx2;
+        if (s == "avx512") return isa::avx512;
         return isa::avx512_bf16;
     }();
     return cap;
 }
 
 /// Whether the kernels of `i` are used: the CPU has it and ZEROCLIP_CPU_PATH does not cap it
-/// lower (avx512vnni ranks below avx512bf16 only as a cap; each is checked on its own).
+/// lower (avx512 < avx512vnni < avx512bf16 only as a cap; each is checked on its own).
 inline bool use_isa(isa i) { return cpu_has(i) && static_cast<int>(i) <= static_cast<int>(path_cap()); }
 
 }  // namespace zeroclip::detail::cpu

@@ -1,7 +1,8 @@
-//! The CPU backend's matrix products: one AVX2+FMA kernel (an outer product of 6 or 5 rows by 16
-//! columns, 10-12 accumulators, the classic BLIS shape), multi-threaded by tasks
-//! (parallel.hpp), with the step after the product fused in (bias, activation, residual).
-//! Without AVX2+FMA the products are Eigen's.
+//! The CPU backend's matrix products: an AVX2+FMA kernel (an outer product of 6 or 5 rows by 16
+//! columns, 10-12 accumulators, the classic BLIS shape; gemm_kernel.hpp) or, chosen at run time
+//! where the CPU has AVX-512F, an AVX-512F one over the same packed operands (two tiles of A by
+//! 16 columns; gemm_avx512.hpp), multi-threaded by tasks (parallel.hpp), with the step after the
+//! product fused in (bias, activation, residual). Without AVX2+FMA the products are Eigen's.
 //!
 //!   gemm_nt  C = A·Bᵀ   A (M, K), B (N, K), rows contiguous in K: nn.Linear with the weight as
 //!                       PyTorch stores it (so weights are used as loaded, or memory-mapped).
@@ -24,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gemm_avx512.hpp"
 #include "gemm_kernel.hpp"
 #include "parallel.hpp"
 #include "vec.hpp"

@@ -1,7 +1,8 @@
 //! The AVX2+FMA micro-kernel of gemm.hpp and what feeds it: the 6(5)×16 tile kernel, packing of A
 //! (tiles), B (panels, transposed or not) and im2col panels straight from NCHW images, and the
 //! task that computes one block of C for all of K with the epilogue fused into the last K block.
-//! Split from gemm.hpp (the drivers) to keep each file readable whole.
+//! Split from gemm.hpp (the drivers) to keep each file readable whole. The packed forms here are
+//! also the AVX-512F kernel's (gemm_avx512.hpp), which reads two tiles of A at once.
 #pragma once
 
 #include <Eigen/Core>
@@ -385,12 +386,13 @@ inline void pack_a(const float* A, int64_t lda, const packed_a& at, bool paralle
         for (int64_t t = 0; t < tiles * kblocks; ++t) task(t);
 }
 
-/// C[tiles t0..t1 of A, columns n0..n1) for all of K: B's columns packed by this task (`pack(p,
+/// C[tiles t0..t1 of A, columns n0..n1) for all of K with the AVX2 kernel (block_task in
+/// gemm_avx512.hpp chooses it or the AVX-512F one): B's columns packed by this task (`pack(p,
 /// kb, out)` packs K rows [p, p + kb) of the task's columns, or returns where they are packed
 /// already: panels [kb][16] one after another); bias, residual and activation are
 /// applied as the last K block is stored.
 template <class PackB>
-inline void block_task(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
+inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
                        int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
     const tile_plan& plan = *a.plan;
     const int64_t nb = n1 - n0, panels = (nb + 15) / 16;

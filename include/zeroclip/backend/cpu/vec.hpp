@@ -59,6 +59,57 @@ inline __m256i tail_mask(int64_t r) {
     alignas(32) static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - r));
 }
+
+// The AVX-512F forms of the above, for the fp32 kernel of gemm_avx512.hpp: compiled whatever
+// -march says (a function-level target) and called only where the CPU has AVX-512F
+// (use_isa(isa::avx512), cpu_features.hpp). Lane for lane the same operations as the 8-wide forms.
+#define ZEROCLIP_TARGET_AVX512F __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw")))
+// GCC 12 warns of its own _mm512_undefined_ps() in every inlined AVX-512 intrinsic
+// (-Wmaybe-uninitialized, GCC bug 105593): silenced over the AVX-512 code (here and
+// gemm_avx512.hpp), where the warning can only be that one.
+#if defined(__GNUC__) && !defined(__clang__)
+#define ZEROCLIP_AVX512_WARNINGS_OFF \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define ZEROCLIP_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#else
+#define ZEROCLIP_AVX512_WARNINGS_OFF
+#define ZEROCLIP_AVX512_WARNINGS_ON
+#endif
+ZEROCLIP_AVX512_WARNINGS_OFF
+
+/// e^x for 16 floats: exp8's steps.
+ZEROCLIP_TARGET_AVX512F inline __m512 exp16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-88.3762626647949f);
+    x = _mm512_max_ps(_mm512_min_ps(x, hi), lo);
+    __m512 fx = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f));
+    fx = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    y = _mm512_fmadd_ps(y, x2, _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127));
+    e = _mm512_slli_epi32(e, 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/// x·σ(1.702x) for 16 floats.
+ZEROCLIP_TARGET_AVX512F inline __m512 quick_gelu16(__m512 x) {
+    const __m512 e = exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702f)));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/// max(x, 0) keeping NaN: x < 0 ? 0 : x.
+ZEROCLIP_TARGET_AVX512F inline __m512 relu16(__m512 x) {
+    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(x, negative, _mm512_setzero_ps());
+}
+ZEROCLIP_AVX512_WARNINGS_ON
 #endif
 
 inline float quick_gelu1(float x) { return x / (1.0f + std::exp(-1.702f * x)); }
