@@ -185,34 +185,64 @@ ZEROCLIP_TARGET_AVX2 inline void store8(const lowp_out& o, int64_t r, int64_t c,
     _mm256_storeu_ps(dst, v);
 }
 
-/// AVX2 tile: MR rows × 16 channels (one panel).
+/// The 4 bytes of x at `p` in every 32-bit lane.
+ZEROCLIP_TARGET_AVX2 inline __m256i broadcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/// The finished tile: rows r0.. of 16 channels from panel p, acc[i][h] the sums of row i,
+/// channels p·16 + 8h ...; `minus` (per channel, or null) subtracted first.
+template <int MR>
+ZEROCLIP_TARGET_AVX2 inline void store_tile(const __m256i (&acc)[6][2], const float* xs, const int8_weights& w,
+                                            const lowp_out& o, int64_t r0, int64_t p, const int32_t* minus) {
+    alignas(32) float spill[8];
+    for (int h = 0; h < 2; ++h) {
+        const int64_t c = p * 16 + 8 * h;
+        const __m256i off = minus ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(minus + c)) : _mm256_setzero_si256();
+        for (int i = 0; i < MR; ++i)
+            store8(o, r0 + i, c, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], off)), xs[r0 + i], w.scale, spill);
+    }
+}
+
+/// AVX2 tile: MR (≤ 6) rows × 16 channels (one panel). Per 4 k: the panel's two vectors (and
+/// their |w|) are loaded once for all MR rows; per row one broadcast of its 4 bytes, then for each
+/// half sign, vpmaddubsw, vpmaddwd(·, 1) and an add: 12 accumulators, |w|, w, x and a temporary
+/// fill the 16 registers of AVX2 (the sums are named variables: arrays of vectors are spilled
+/// to the stack by GCC 12 at every step).
 template <int MR>
 ZEROCLIP_TARGET_AVX2 void tile_avx2(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
                                     const lowp_out& o, int64_t r0, int64_t p) {
-    __m256i acc[MR][2];
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    static_assert(MR >= 1 && MR <= 6, "6 rows at most");
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+            a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     const __m256i ones = _mm256_set1_epi16(1);
     const int8_t* panel = w.panel(p);
-    const int8_t* rows = xq + r0 * kp;
+    // Rows past MR point at row 0: never read, but no pointer leaves the buffer.
+    const int8_t* x0 = xq + r0 * kp;
+    const int8_t *x1 = x0 + (MR > 1 ? kp : 0), *x2 = x0 + (MR > 2 ? 2 * kp : 0), *x3 = x0 + (MR > 3 ? 3 * kp : 0);
+    const int8_t *x4 = x0 + (MR > 4 ? 4 * kp : 0), *x5 = x0 + (MR > 5 ? 5 * kp : 0);
     for (int64_t g = 0; g < kp; g += 4) {
         const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g));
         const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g + 32));
         const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; ++i) {
-            int32_t a4;
-            std::memcpy(&a4, rows + i * kp + g, 4);
-            const __m256i a = _mm256_set1_epi32(a4);
-            const __m256i s0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(a, w0));
-            const __m256i s1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(a, w1));
-            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(s0, ones));
-            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(s1, ones));
-        }
+#define ZEROCLIP_I8_ROW(i)                                                                                         \
+    if constexpr (MR > i) {                                                                                        \
+        const __m256i a = broadcast4(x##i + g);                                                                    \
+        a##i##0 = _mm256_add_epi32(a##i##0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(a, w0)), ones)); \
+        a##i##1 = _mm256_add_epi32(a##i##1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(a, w1)), ones)); \
     }
-    alignas(32) float spill[8];
-    for (int i = 0; i < MR; ++i)
-        for (int h = 0; h < 2; ++h)
-            store8(o, r0 + i, p * 16 + 8 * h, _mm256_cvtepi32_ps(acc[i][h]), xs[r0 + i], w.scale, spill);
+        ZEROCLIP_I8_ROW(0)
+        ZEROCLIP_I8_ROW(1)
+        ZEROCLIP_I8_ROW(2)
+        ZEROCLIP_I8_ROW(3)
+        ZEROCLIP_I8_ROW(4)
+        ZEROCLIP_I8_ROW(5)
+#undef ZEROCLIP_I8_ROW
+    }
+    const __m256i acc[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    store_tile<MR>(acc, xs, w, o, r0, p, nullptr);
 }
 
 /// AVX-512 VNNI tile: MR rows × 16·NP channels; xq holds q + 128.
@@ -286,8 +316,10 @@ inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const 
         return;
     }
     if (path == isa::avx2) {
-        lowp_run(m, w.k, o, 4, 1, [&](int64_t r0, int mr, int64_t p, int) {
+        lowp_run(m, w.k, o, 6, 1, [&](int64_t r0, int mr, int64_t p, int) {
             switch (mr) {
+                case 6: tile_avx2<6>(xq, w.kp, xs, w, o, r0, p); break;
+                case 5: tile_avx2<5>(xq, w.kp, xs, w, o, r0, p); break;
                 case 4: tile_avx2<4>(xq, w.kp, xs, w, o, r0, p); break;
                 case 3: tile_avx2<3>(xq, w.kp, xs, w, o, r0, p); break;
                 case 2: tile_avx2<2>(xq, w.kp, xs, w, o, r0, p); break;

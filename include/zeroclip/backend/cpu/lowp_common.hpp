@@ -54,7 +54,9 @@ inline float lowp_value(float acc, float row_scale, float channel_scale, float b
 
 /// Runs `tile(r0, mr, panel, np)` over rows [0, m) in tiles of ≤ mr_max rows and the panels of
 /// channels [o.lo, o.hi) in groups of ≤ np_max, as tasks of (row range, 4 panels) on the threads;
-/// then each task applies the activation to its block.
+/// then each task applies the activation to its block. The tiles are as even as they can be
+/// (⌈m / mr_max⌉ of them, heights differing by at most one: 50 rows in 6-row tiles are 5 × 6 + 4 × 5,
+/// not 8 × 6 + 2), so no tile is a short remainder that keeps most of a kernel's registers idle.
 template <class Tile>
 void lowp_run(int64_t m, int64_t k, const lowp_out& o, int mr_max, int np_max, Tile&& tile, int threads = 0) {
     if (m <= 0 || o.hi <= o.lo) return;
@@ -63,6 +65,7 @@ void lowp_run(int64_t m, int64_t k, const lowp_out& o, int mr_max, int np_max, T
     const int team = std::max(1, threads > 0 ? std::min(threads, max_threads()) : max_threads());
     int64_t row_parts = 1;
     while (chunks * row_parts < 4 * team && tiles / (row_parts * 2) >= 2) row_parts *= 2;
+    const auto row_of = [&](int64_t ti) { return ti * m / tiles; };  // first row of tile ti
     const double work = 2.0 * static_cast<double>(m) * static_cast<double>(o.hi - o.lo) * static_cast<double>(k);
     parallel_tasks(
         chunks * row_parts,
@@ -72,14 +75,12 @@ void lowp_run(int64_t m, int64_t k, const lowp_out& o, int mr_max, int np_max, T
             const int64_t q0 = p0 + c * chunk, q1 = std::min(p1, q0 + chunk);
             for (int64_t p = q0; p < q1; p += np_max)
                 for (int64_t ti = t0; ti < t1; ++ti) {
-                    const int64_t r0 = ti * mr_max;
-                    tile(r0, static_cast<int>(std::min<int64_t>(mr_max, m - r0)), p,
-                         static_cast<int>(std::min<int64_t>(np_max, q1 - p)));
+                    const int64_t r0 = row_of(ti);
+                    tile(r0, static_cast<int>(row_of(ti + 1) - r0), p, static_cast<int>(std::min<int64_t>(np_max, q1 - p)));
                 }
             if (o.activation == act::none) return;
             const int64_t c0 = std::max(o.lo, q0 * 16), c1 = std::min(o.hi, q1 * 16);
-            for (int64_t r = t0 * mr_max; r < std::min(m, t1 * mr_max); ++r)
-                activate(o.y + r * o.ldy + (c0 - o.lo), c1 - c0, o.activation);
+            for (int64_t r = row_of(t0); r < row_of(t1); ++r) activate(o.y + r * o.ldy + (c0 - o.lo), c1 - c0, o.activation);
         },
         work < 4e5 ? 1 : threads);
 }
