@@ -5,9 +5,13 @@
 //! Paths, picked at run time (cpu_features.hpp), all giving the same bits:
 //!  avx512vnni  vpdpbusd (u8 × s8 → s32): x is stored as u8 = q + 128, and the extra 128·Σ q_w
 //!              per channel is subtracted once, at the end (kept with the weights).
+//!  avxvnni     the same vpdpbusd on 256-bit vectors (AVX-VNNI: Alder Lake and later, Zen 5):
+//!              int8_linear uses it for isa::avx2 where the CPU has it and ZEROCLIP_CPU_PATH
+//!              allows (=avx2 measures the plain AVX2 kernel).
 //!  avx2        vpmaddubsw + vpmaddwd(·, 1): vpmaddubsw adds two u8 × s8 products into int16 with
 //!              saturation, so it gets |q_w| (≤ 127) and sign(q_w)·q_x (|·| ≤ 127): a pair is at
-//!              most 2·127² = 32258 < 32767, never saturated, with full 8-bit activations.
+//!              most 2·127² = 32258 < 32767, never saturated, with full 8-bit activations. Two
+//!              such int16 sums may reach 64516, so each is widened (vpmaddwd) before the next.
 //!  scalar      the reference loop (and the path of a CPU without AVX2).
 //! Weights: panels of 16 channels, each [K/4][16][4] bytes (a 32-bit lane = 4 k of a channel).
 #pragma once
@@ -245,6 +249,39 @@ ZEROCLIP_TARGET_AVX2 void tile_avx2(const int8_t* xq, int64_t kp, const float* x
     store_tile<MR>(acc, xs, w, o, r0, p, nullptr);
 }
 
+/// AVX-VNNI tile: MR (≤ 6) rows × 16 channels, as tile_avx2 but one vpdpbusd per half and row
+/// (xq holds q + 128; the 128·Σ q_w of each channel is subtracted at the end).
+template <int MR>
+ZEROCLIP_TARGET_AVXVNNI void tile_avxvnni(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
+                                          const lowp_out& o, int64_t r0, int64_t p) {
+    static_assert(MR >= 1 && MR <= 6, "6 rows at most");
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+            a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    const int8_t* panel = w.panel(p);
+    const int8_t* x0 = xq + r0 * kp;
+    const int8_t *x1 = x0 + (MR > 1 ? kp : 0), *x2 = x0 + (MR > 2 ? 2 * kp : 0), *x3 = x0 + (MR > 3 ? 3 * kp : 0);
+    const int8_t *x4 = x0 + (MR > 4 ? 4 * kp : 0), *x5 = x0 + (MR > 5 ? 5 * kp : 0);
+    for (int64_t g = 0; g < kp; g += 4) {
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g));
+        const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 16 * g + 32));
+#define ZEROCLIP_I8_ROW(i)                                 \
+    if constexpr (MR > i) {                                \
+        const __m256i a = broadcast4(x##i + g);            \
+        a##i##0 = _mm256_dpbusd_avx_epi32(a##i##0, a, w0); \
+        a##i##1 = _mm256_dpbusd_avx_epi32(a##i##1, a, w1); \
+    }
+        ZEROCLIP_I8_ROW(0)
+        ZEROCLIP_I8_ROW(1)
+        ZEROCLIP_I8_ROW(2)
+        ZEROCLIP_I8_ROW(3)
+        ZEROCLIP_I8_ROW(4)
+        ZEROCLIP_I8_ROW(5)
+#undef ZEROCLIP_I8_ROW
+    }
+    const __m256i acc[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    store_tile<MR>(acc, xs, w, o, r0, p, w.offset);
+}
+
 /// AVX-512 VNNI tile: MR rows × 16·NP channels; xq holds q + 128.
 template <int MR, int NP>
 ZEROCLIP_TARGET_VNNI void tile_vnni(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
@@ -286,21 +323,27 @@ ZEROCLIP_TARGET_VNNI void tile_vnni_np(const int8_t* xq, int64_t kp, const float
 
 }  // namespace int8_detail
 
-/// y = x·W[lo, hi)ᵀ (+ bias, activation as `o` says) for x (m, k) rows ldx apart, on `path`
-/// (isa::avx512_vnni, isa::avx2 or isa::scalar; the caller checks the CPU has it).
-inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const int8_weights& w, const lowp_out& o,
-                        int threads = 0) {
+/// The kernel int8_linear runs for `path`: isa::avx2 is AVX-VNNI's vpdpbusd where the CPU has it
+/// and ZEROCLIP_CPU_PATH allows it; any other path is itself.
+inline isa int8_kernel_for(isa path) {
+    return path == isa::avx2 && use_isa(isa::avx_vnni) ? isa::avx_vnni : path;
+}
+
+/// int8_linear on exactly the kernel `kernel` (isa::avx512_vnni, avx_vnni, avx2 or scalar; the
+/// caller checks the CPU has it): the tests run each kernel through it.
+inline void int8_linear_kernel(isa kernel, const float* x, int64_t ldx, int64_t m, const int8_weights& w,
+                               const lowp_out& o, int threads = 0) {
     using namespace int8_detail;
-    const bool vnni = path == isa::avx512_vnni;
+    const bool plus128 = kernel == isa::avx512_vnni || kernel == isa::avx_vnni;
     thread_local std::vector<int8_t> qbuf;
     thread_local std::vector<float> sbuf;
     qbuf.resize(static_cast<size_t>(m * w.kp + 64));
     sbuf.resize(static_cast<size_t>(m));
     int8_t* xq = qbuf.data();
     const float* xs = sbuf.data();
-    int8_quantize_rows(x, ldx, m, w.k, w.kp, xq, sbuf.data(), vnni, path);
+    int8_quantize_rows(x, ldx, m, w.k, w.kp, xq, sbuf.data(), plus128, kernel);
 #ifdef ZEROCLIP_CPU_X86
-    if (vnni) {
+    if (kernel == isa::avx512_vnni) {
         lowp_run(m, w.k, o, 8, 2, [&](int64_t r0, int mr, int64_t p, int np) {
             switch (mr) {
                 case 8: tile_vnni_np<8>(xq, w.kp, xs, w, o, r0, p, np); break;
@@ -315,7 +358,20 @@ inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const 
         }, threads);
         return;
     }
-    if (path == isa::avx2) {
+    if (kernel == isa::avx_vnni) {
+        lowp_run(m, w.k, o, 6, 1, [&](int64_t r0, int mr, int64_t p, int) {
+            switch (mr) {
+                case 6: tile_avxvnni<6>(xq, w.kp, xs, w, o, r0, p); break;
+                case 5: tile_avxvnni<5>(xq, w.kp, xs, w, o, r0, p); break;
+                case 4: tile_avxvnni<4>(xq, w.kp, xs, w, o, r0, p); break;
+                case 3: tile_avxvnni<3>(xq, w.kp, xs, w, o, r0, p); break;
+                case 2: tile_avxvnni<2>(xq, w.kp, xs, w, o, r0, p); break;
+                default: tile_avxvnni<1>(xq, w.kp, xs, w, o, r0, p); break;
+            }
+        }, threads);
+        return;
+    }
+    if (kernel == isa::avx2) {
         lowp_run(m, w.k, o, 6, 1, [&](int64_t r0, int mr, int64_t p, int) {
             switch (mr) {
                 case 6: tile_avx2<6>(xq, w.kp, xs, w, o, r0, p); break;
@@ -332,6 +388,14 @@ inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const 
     lowp_run(m, w.k, o, 4, 1, [&](int64_t r0, int mr, int64_t p, int np) {
         tile_scalar(xq, w.kp, xs, w, o, r0, mr, p, np);
     }, threads);
+}
+
+/// y = x·W[lo, hi)ᵀ (+ bias, activation as `o` says) for x (m, k) rows ldx apart, on `path`
+/// (isa::avx512_vnni, isa::avx2 or isa::scalar; the caller checks the CPU has it). isa::avx2 runs
+/// the AVX-VNNI kernel where the CPU has it (int8_kernel_for); every kernel gives the same bits.
+inline void int8_linear(isa path, const float* x, int64_t ldx, int64_t m, const int8_weights& w, const lowp_out& o,
+                        int threads = 0) {
+    int8_linear_kernel(int8_kernel_for(path), x, ldx, m, w, o, threads);
 }
 
 }  // namespace zeroclip::detail::cpu
