@@ -89,9 +89,21 @@ void check_exact(const problem& p, Kernel&& kernel, Reference&& reference, uint3
     }
 }
 
+/// problems() and the edges of the int8 kernels' tiles: row counts that split into tiles of 6 and
+/// 5 (50, 77) or leave one of each height, channel slices off panel edges, k past a multiple of 4
+/// and 32 (the vector quantiser's step), and products large enough to run on both threads.
+std::vector<problem> int8_problems() {
+    std::vector<problem> out = problems();
+    const std::vector<problem> more{{50, 70, 37, 3, 66},   {77, 48, 130, 16, 48}, {13, 33, 7, 1, 32},
+                                    {6, 16, 4, 0, 16},     {7, 31, 68, 0, 31},    {11, 100, 97, 20, 83},
+                                    {5, 24, 33, 8, 24},    {150, 130, 300, 10, 130}, {64, 200, 96, 17, 190}};
+    out.insert(out.end(), more.begin(), more.end());
+    return out;
+}
+
 void check_int8_path(cpu::isa path) {
     uint32_t seed = 100;
-    for (const problem& p : problems()) {
+    for (const problem& p : int8_problems()) {
         const std::vector<float> w = random_floats(static_cast<size_t>(p.n * p.k), seed++, 0.05f);
         aligned_bytes mem;
         cpu::int8_weights q;
@@ -123,7 +135,14 @@ void check_int8_path(cpu::isa path) {
             for (int64_t i = 0; i < p.k; ++i) sum += xq[static_cast<size_t>(r * q.kp + i)] * cpu::int8_weight_at(q, c, i);
             return cpu::lowp_value(static_cast<float>(sum), xs[static_cast<size_t>(r)], q.scale[c], b);
         };
-        check_exact(p, [&](const float* x, int64_t m, const cpu::lowp_out& o) { cpu::int8_linear(path, x, p.k, m, q, o); },
+        // Every other problem reads x from rows ldx = k + 3 apart (as the 1×1 convolutions do).
+        const int64_t ldx = seed % 2 ? p.k + 3 : p.k;
+        check_exact(p,
+                    [&](const float* x, int64_t m, const cpu::lowp_out& o) {
+                        std::vector<float> rows(static_cast<size_t>(m * ldx), std::nanf(""));
+                        for (int64_t r = 0; r < m; ++r) std::copy(x + r * p.k, x + (r + 1) * p.k, rows.begin() + r * ldx);
+                        cpu::int8_linear_kernel(path, rows.data(), ldx, m, q, o);
+                    },
                     reference, seed++);
     }
 }
@@ -185,6 +204,18 @@ TEST_CASE("precision: int8 AVX2 kernel (vpmaddubsw) against the reference arithm
 
 TEST_CASE("precision: int8 AVX-512 VNNI kernel (vpdpbusd) against the reference arithmetic") {
     if (path_available(cpu::isa::avx512_vnni)) check_int8_path(cpu::isa::avx512_vnni);
+}
+
+TEST_CASE("precision: int8 AVX-VNNI kernel (256-bit vpdpbusd) against the reference arithmetic") {
+    if (path_available(cpu::isa::avx_vnni)) check_int8_path(cpu::isa::avx_vnni);
+}
+
+TEST_CASE("precision: int8_linear's AVX2 path runs AVX-VNNI where the CPU has it and the cap allows") {
+    const cpu::isa want = cpu::use_isa(cpu::isa::avx_vnni) ? cpu::isa::avx_vnni : cpu::isa::avx2;
+    CHECK(cpu::int8_kernel_for(cpu::isa::avx2) == want);
+    CHECK(cpu::int8_kernel_for(cpu::isa::avx512_vnni) == cpu::isa::avx512_vnni);
+    CHECK(cpu::int8_kernel_for(cpu::isa::scalar) == cpu::isa::scalar);
+    CHECK(std::string(cpu::isa_name(cpu::isa::avx_vnni)) == "avxvnni");
 }
 
 TEST_CASE("precision: bf16 scalar kernel against the reference arithmetic") { check_bf16_path(cpu::isa::scalar); }

@@ -53,9 +53,39 @@ inline float lowp_value(float acc, float row_scale, float channel_scale, float b
     return std::fma(acc, row_scale * channel_scale, bias);
 }
 
+/// The activation of columns [a, b) of a row of `cols` values, each value exactly as one
+/// activate(row, cols) gives it: that call takes columns below 8·⌊cols/8⌋ 8 at a time (vector
+/// exp) and the rest one by one (std::exp), so a task that owns a column range not starting on a
+/// multiple of 8 runs the vector function on a copy of its part of a group (never reading the
+/// columns of another task) to give the same bits as a call over the whole row.
+inline void activate_columns(float* row, int64_t cols, int64_t a, int64_t b, act f) {
+    const int64_t vec_end = cols / 8 * 8;
+    int64_t j = a;
+    while (j < b) {
+        const int64_t g = j / 8 * 8;
+        if (g >= vec_end) {  // the scalar tail of the row
+            activate(row + j, b - j, f);
+            return;
+        }
+        if (j == g && g + 8 <= b) {  // whole groups
+            const int64_t end = std::min(b, vec_end) / 8 * 8;
+            activate(row + g, end - g, f);
+            j = end;
+            continue;
+        }
+        const int64_t hi = std::min(b, g + 8);  // part of a group: lanes are independent
+        float tmp[8] = {};
+        std::copy(row + j, row + hi, tmp + (j - g));
+        activate(tmp, 8, f);
+        std::copy(tmp + (j - g), tmp + (hi - g), row + j);
+        j = hi;
+    }
+}
+
 /// Runs `tile(r0, mr, panel, np)` over rows [0, m) in tiles of ≤ mr_max rows and the panels of
 /// channels [o.lo, o.hi) in groups of ≤ np_max, as tasks of (row range, 4 panels) on the threads;
-/// then each task applies the activation to its block. The tiles are as even as they can be
+/// then each task applies the activation to its block (activate_columns: the bits of one
+/// activate() over each whole row, wherever the blocks start). The tiles are as even as they can be
 /// (⌈m / mr_max⌉ of them, heights differing by at most one: 50 rows in 6-row tiles are 5 × 6 + 4 × 5,
 /// not 8 × 6 + 2), so no tile is a short remainder that keeps most of a kernel's registers idle.
 template <class Tile>
@@ -81,7 +111,8 @@ void lowp_run(int64_t m, int64_t k, const lowp_out& o, int mr_max, int np_max, T
                 }
             if (o.activation == act::none) return;
             const int64_t c0 = std::max(o.lo, q0 * 16), c1 = std::min(o.hi, q1 * 16);
-            for (int64_t r = row_of(t0); r < row_of(t1); ++r) activate(o.y + r * o.ldy + (c0 - o.lo), c1 - c0, o.activation);
+            for (int64_t r = row_of(t0); r < row_of(t1); ++r)
+                activate_columns(o.y + r * o.ldy, o.hi - o.lo, c0 - o.lo, c1 - o.lo, o.activation);
         },
         work < 4e5 ? 1 : threads);
 }
