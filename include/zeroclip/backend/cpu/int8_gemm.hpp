@@ -197,16 +197,40 @@ ZEROCLIP_TARGET_AVX2 inline __m256i broadcast4(const int8_t* p) {
 }
 
 /// The finished tile: rows r0.. of 16 channels from panel p, acc[i][h] the sums of row i,
-/// channels p·16 + 8h ...; `minus` (per channel, or null) subtracted first.
+/// channels p·16 + 8h ...; `minus` (per channel, or null) subtracted first. A panel inside
+/// [lo, hi) is finished here (channel scales, bias and offsets loaded once for the MR rows:
+/// with k = 64, a 1×1 convolution's, the end of a tile is a good part of its work); a panel on an
+/// edge goes through store8, column by column where it must.
 template <int MR>
 ZEROCLIP_TARGET_AVX2 inline void store_tile(const __m256i (&acc)[6][2], const float* xs, const int8_weights& w,
                                             const lowp_out& o, int64_t r0, int64_t p, const int32_t* minus) {
+    const int64_t c = p * 16;
+    if (c >= o.lo && c + 16 <= o.hi) {
+        __m256 sc[2], b[2];
+        __m256i off[2];
+        for (int h = 0; h < 2; ++h) {
+            sc[h] = _mm256_loadu_ps(w.scale + c + 8 * h);
+            b[h] = o.bias ? _mm256_loadu_ps(o.bias + (c - o.lo) + 8 * h) : _mm256_setzero_ps();
+            off[h] = minus ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(minus + c + 8 * h)) : _mm256_setzero_si256();
+        }
+        for (int i = 0; i < MR; ++i) {
+            const __m256 rs = _mm256_set1_ps(xs[r0 + i]);
+            float* dst = o.y + (r0 + i) * o.ldy + (c - o.lo);
+            for (int h = 0; h < 2; ++h) {  // acc·(s_r·s_c) + b in one rounding, as lowp_value
+                __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], off[h])),
+                                           _mm256_mul_ps(rs, sc[h]), b[h]);
+                if (o.accumulate) v = _mm256_add_ps(_mm256_loadu_ps(dst + 8 * h), v);
+                _mm256_storeu_ps(dst + 8 * h, v);
+            }
+        }
+        return;
+    }
     alignas(32) float spill[8];
     for (int h = 0; h < 2; ++h) {
-        const int64_t c = p * 16 + 8 * h;
-        const __m256i off = minus ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(minus + c)) : _mm256_setzero_si256();
+        const __m256i off = minus ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(minus + c + 8 * h))
+                                  : _mm256_setzero_si256();
         for (int i = 0; i < MR; ++i)
-            store8(o, r0 + i, c, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], off)), xs[r0 + i], w.scale, spill);
+            store8(o, r0 + i, c + 8 * h, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], off)), xs[r0 + i], w.scale, spill);
     }
 }
 
