@@ -306,29 +306,59 @@ ZEROCLIP_TARGET_AVXVNNI void tile_avxvnni(const int8_t* xq, int64_t kp, const fl
     store_tile<MR>(acc, xs, w, o, r0, p, w.offset);
 }
 
-/// AVX-512 VNNI tile: MR rows × 16·NP channels; xq holds q + 128.
+/// AVX-512 VNNI tile: MR (≤ 8) rows × 16·NP channels; xq holds q + 128. The sums are named
+/// variables, as in tile_avx2 (an array of them was copied between registers at every step).
 template <int MR, int NP>
 ZEROCLIP_TARGET_VNNI void tile_vnni(const int8_t* xq, int64_t kp, const float* xs, const int8_weights& w,
                                     const lowp_out& o, int64_t r0, int64_t p) {
-    __m512i acc[MR][NP];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_si512();
-    const int8_t* rows = xq + r0 * kp;
+    static_assert(MR >= 1 && MR <= 8 && NP >= 1 && NP <= 2, "8 rows, 2 panels at most");
+    __m512i a00 = _mm512_setzero_si512(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+            a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+    const int8_t* panel0 = w.panel(p);
+    const int8_t* panel1 = NP > 1 ? w.panel(p + 1) : panel0;
+    const int8_t* x0 = xq + r0 * kp;
+    const int8_t *x1 = x0 + (MR > 1 ? kp : 0), *x2 = x0 + (MR > 2 ? 2 * kp : 0), *x3 = x0 + (MR > 3 ? 3 * kp : 0);
+    const int8_t *x4 = x0 + (MR > 4 ? 4 * kp : 0), *x5 = x0 + (MR > 5 ? 5 * kp : 0), *x6 = x0 + (MR > 6 ? 6 * kp : 0);
+    const int8_t* x7 = x0 + (MR > 7 ? 7 * kp : 0);
     for (int64_t g = 0; g < kp; g += 4) {
-        __m512i wv[NP];
-        for (int j = 0; j < NP; ++j) wv[j] = _mm512_load_si512(w.panel(p + j) + 16 * g);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-            int32_t a4;
-            std::memcpy(&a4, rows + i * kp + g, 4);
-            const __m512i a = _mm512_set1_epi32(a4);
-            for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, wv[j]);
-        }
+        const __m512i w0 = _mm512_load_si512(panel0 + 16 * g);
+        const __m512i w1 = NP > 1 ? _mm512_load_si512(panel1 + 16 * g) : w0;
+#define ZEROCLIP_I8_ROW(i)                                                      \
+    if constexpr (MR > i) {                                                     \
+        int32_t v;                                                              \
+        std::memcpy(&v, x##i + g, 4);                                           \
+        const __m512i a = _mm512_set1_epi32(v);                                 \
+        a##i##0 = _mm512_dpbusd_epi32(a##i##0, a, w0);                          \
+        if constexpr (NP > 1) a##i##1 = _mm512_dpbusd_epi32(a##i##1, a, w1);    \
     }
+        ZEROCLIP_I8_ROW(0)
+        ZEROCLIP_I8_ROW(1)
+        ZEROCLIP_I8_ROW(2)
+        ZEROCLIP_I8_ROW(3)
+        ZEROCLIP_I8_ROW(4)
+        ZEROCLIP_I8_ROW(5)
+        ZEROCLIP_I8_ROW(6)
+        ZEROCLIP_I8_ROW(7)
+#undef ZEROCLIP_I8_ROW
+    }
+    const __m512i acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
+                               {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
     alignas(32) float spill[8];
     for (int j = 0; j < NP; ++j) {
         const int64_t c = (p + j) * 16;
         const __m512i off = _mm512_loadu_si512(w.offset + c);
+        if (c >= o.lo && c + 16 <= o.hi) {  // inside: finished here, as store_tile
+            const __m512 sc = _mm512_loadu_ps(w.scale + c);
+            const __m512 b = o.bias ? _mm512_loadu_ps(o.bias + (c - o.lo)) : _mm512_setzero_ps();
+            for (int i = 0; i < MR; ++i) {
+                float* dst = o.y + (r0 + i) * o.ldy + (c - o.lo);
+                __m512 v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_sub_epi32(acc[i][j], off)),
+                                           _mm512_mul_ps(_mm512_set1_ps(xs[r0 + i]), sc), b);
+                if (o.accumulate) v = _mm512_add_ps(_mm512_loadu_ps(dst), v);
+                _mm512_storeu_ps(dst, v);
+            }
+            continue;
+        }
         for (int i = 0; i < MR; ++i) {
             const __m512 v = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_sub_epi32(acc[i][j], off));
             store8(o, r0 + i, c, _mm512_maskz_extractf32x8_ps(0xff, v, 0), xs[r0 + i], w.scale, spill);
