@@ -179,8 +179,10 @@ int main(int argc, char** argv) try {
         namespace cpu = zeroclip::detail::cpu;
         const cpu::isa best = precision == zeroclip::precision::int8   ? cpu::isa::avx512_vnni
                               : precision == zeroclip::precision::bf16 ? cpu::isa::avx512_bf16
-                                                                       : cpu::isa::avx2;
-        out["cpu_path"] = cpu::use_isa(best) ? cpu::isa_name(best) : cpu::use_isa(cpu::isa::avx2) ? "avx2" : "scalar";
+                                                                       : cpu::isa::avx512;
+        cpu::isa path = cpu::use_isa(best) ? best : cpu::use_isa(cpu::isa::avx2) ? cpu::isa::avx2 : cpu::isa::scalar;
+        if (precision == zeroclip::precision::int8) path = cpu::int8_kernel_for(path);  // AVX-VNNI under avx2
+        out["cpu_path"] = cpu::isa_name(path);
     }
 
     const int64_t size = model.config().vision.image_size;
