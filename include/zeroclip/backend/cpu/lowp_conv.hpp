@@ -181,16 +181,21 @@ inline void lowp_conv1x1(isa path, const lowp_conv_weight& w, const float* x, in
     const int64_t per_chunk = std::max<int64_t>(64, (int64_t{1} << 18) / (c + o));
     const int64_t chunks = (total + per_chunk - 1) / per_chunk;
     const int64_t rows = chunk_rows > 0 ? chunk_rows : ((total + chunks - 1) / chunks + 7) / 8 * 8;
-    thread_local std::vector<float> in_buf, out_buf;
-    if (in_buf.size() < static_cast<size_t>(rows * c)) in_buf.resize(static_cast<size_t>(rows * c));
-    if (out_buf.size() < static_cast<size_t>(rows * o)) out_buf.resize(static_cast<size_t>(rows * o));
-    float* xt = in_buf.data();
-    float* yt = out_buf.data();
     const bool relu = activation == act::relu;
     const bool avx2 = path != isa::scalar && cpu_has(isa::avx2);
-    for (int64_t p0 = 0; p0 < total; p0 += rows) {
-        const int64_t p1 = std::min(total, p0 + rows), m = p1 - p0, blocks = (m + 7) / 8;
-        parallel_for(blocks, std::max<int64_t>(1, 4096 / c), [&](int64_t b0, int64_t b1) {
+    // Pixels [p0, p1): transposed in, the product, back out; each step on up to `threads`.
+    const auto run_chunk = [&](int64_t p0, int64_t p1, int threads) {
+        const int64_t m = p1 - p0, blocks = (m + 7) / 8;
+        thread_local std::vector<float> in_buf, out_buf;  // per thread: chunks may run side by side
+        if (in_buf.size() < static_cast<size_t>(m * c)) in_buf.resize(static_cast<size_t>(m * c));
+        if (out_buf.size() < static_cast<size_t>(m * o)) out_buf.resize(static_cast<size_t>(m * o));
+        float* xt = in_buf.data();
+        float* yt = out_buf.data();
+        const auto blocks_for = [&](int64_t grain, auto&& body) {
+            if (threads == 1) body(int64_t{0}, blocks);
+            else parallel_for(blocks, grain, body);
+        };
+        blocks_for(std::max<int64_t>(1, 4096 / c), [&](int64_t b0, int64_t b1) {
             for_segments(p0 + b0 * 8, std::min(p1, p0 + b1 * 8), hw, [&](int64_t img, int64_t s, int64_t len, int64_t) {
                 const float* src = x + img * c * hw;
                 float* dst = xt + (img * hw + s - p0) * c;
@@ -201,9 +206,9 @@ inline void lowp_conv1x1(isa path, const lowp_conv_weight& w, const float* x, in
             });
         });
         const lowp_out out{yt, o, 0, o, bias, false, act::none};
-        if (w.prec() == precision::int8) int8_linear(path, xt, c, m, w.int8(), out);
-        else bf16_linear(path, xt, c, m, w.bf16(), out);
-        parallel_for(blocks, std::max<int64_t>(1, 4096 / o), [&](int64_t b0, int64_t b1) {
+        if (w.prec() == precision::int8) int8_linear(path, xt, c, m, w.int8(), out, threads);
+        else bf16_linear(path, xt, c, m, w.bf16(), out, threads);
+        blocks_for(std::max<int64_t>(1, 4096 / o), [&](int64_t b0, int64_t b1) {
             for_segments(p0 + b0 * 8, std::min(p1, p0 + b1 * 8), hw, [&](int64_t img, int64_t s, int64_t len, int64_t) {
                 const float* src = yt + (img * hw + s - p0) * o;
                 const float* res = residual ? residual + img * o * hw : nullptr;
@@ -214,6 +219,14 @@ inline void lowp_conv1x1(isa path, const lowp_conv_weight& w, const float* x, in
                 rows_to_planes_scalar(src, o, o, hw, s, len, res, relu, dst);
             });
         });
+    };
+    const int64_t count = (total + rows - 1) / rows;
+    if (count >= 2 * max_threads() || (count >= 2 && max_threads() <= 1)) {
+        // Enough chunks: each a task of its own on one thread (its rows stay in that core's cache,
+        // one parallel step for the whole convolution rather than three per chunk).
+        parallel_tasks(count, [&](int64_t t) { run_chunk(t * rows, std::min(total, (t + 1) * rows), 1); });
+    } else {
+        for (int64_t p0 = 0; p0 < total; p0 += rows) run_chunk(p0, std::min(total, p0 + rows), 0);
     }
     if (activation != act::none && activation != act::relu) activate(y, n * o * hw, activation);
 }
