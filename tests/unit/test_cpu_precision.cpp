@@ -176,6 +176,91 @@ void check_bf16_path(cpu::isa path) {
     }
 }
 
+struct conv_problem {
+    int64_t n, c, o, hw, chunk;  // chunk: pixels per product (0: the automatic size)
+};
+
+/// 1×1 convolutions with odd channel counts, batches > 1, chunks that cut images in two.
+std::vector<conv_problem> conv_problems() {
+    return {{1, 1, 1, 1, 0},    {2, 3, 5, 7, 0},     {3, 17, 33, 13, 0}, {2, 64, 40, 9, 0}, {1, 130, 70, 50, 0},
+            {4, 24, 16, 1, 0},  {3, 33, 17, 20, 16}, {2, 9, 48, 37, 24}, {5, 40, 24, 3, 8}, {2, 16, 31, 64, 0}};
+}
+
+/// lowp_conv1x1 on `path` against the linear kernels' arithmetic per pixel, written out here: x's
+/// channels at each pixel quantised (int8) or rounded (bf16, vdpbf16ps path) as one row, the
+/// product, + bias, + residual, then relu; every output bit-equal, for no bias / bias + relu /
+/// bias + residual + relu / bias + residual.
+void check_conv_path(precision prec, cpu::isa path) {
+    uint32_t seed = 500;
+    for (const conv_problem& p : conv_problems()) {
+        const int64_t total = p.n * p.hw;
+        const std::vector<float> w = random_floats(static_cast<size_t>(p.o * p.c), seed++, 0.05f);
+        const std::vector<float> x = random_floats(static_cast<size_t>(p.n * p.c * p.hw), seed++);
+        const std::vector<float> bias = random_floats(static_cast<size_t>(p.o), seed++);
+        const std::vector<float> res = random_floats(static_cast<size_t>(p.n * p.o * p.hw), seed++);
+        const cpu::lowp_conv_weight cw(w.data(), p.o, p.c, prec);
+        REQUIRE(cw.out_channels() == p.o);
+        REQUIRE(cw.in_channels() == p.c);
+        // Pixel rows (total, c) of x, the layout the product reads.
+        std::vector<float> rows(static_cast<size_t>(total * p.c));
+        for (int64_t img = 0; img < p.n; ++img)
+            for (int64_t ch = 0; ch < p.c; ++ch)
+                for (int64_t s = 0; s < p.hw; ++s)
+                    rows[static_cast<size_t>((img * p.hw + s) * p.c + ch)] = x[static_cast<size_t>((img * p.c + ch) * p.hw + s)];
+        std::vector<int8_t> xq;
+        std::vector<float> xs;
+        if (prec == precision::int8) {
+            xq.assign(static_cast<size_t>(total * cw.int8().kp), 0);
+            xs.assign(static_cast<size_t>(total), 0.0f);
+            cpu::int8_quantize_rows(rows.data(), p.c, total, p.c, cw.int8().kp, xq.data(), xs.data(), false);
+        }
+        auto product = [&](int64_t r, int64_t ch) -> float {  // before the bias
+            const float* row = rows.data() + r * p.c;
+            if (prec == precision::int8) {
+                int64_t sum = 0;
+                for (int64_t i = 0; i < p.c; ++i)
+                    sum += xq[static_cast<size_t>(r * cw.int8().kp + i)] * cpu::int8_weight_at(cw.int8(), ch, i);
+                return static_cast<float>(sum);
+            }
+            const cpu::bf16_weights& q = cw.bf16();
+            if (path == cpu::isa::avx512_bf16) {
+                std::vector<uint16_t> xb(static_cast<size_t>(q.kp), 0), wb(static_cast<size_t>(q.kp), 0);
+                for (int64_t i = 0; i < p.c; ++i) {
+                    xb[static_cast<size_t>(i)] = cpu::to_bf16(row[i]);
+                    wb[static_cast<size_t>(i)] = cpu::to_bf16(cpu::bf16_weight_at(q, ch, i));
+                }
+                return cpu::bf16_dot_reference(xb.data(), wb.data(), q.kp);
+            }
+            float acc = 0.0f;
+            for (int64_t i = 0; i < p.c; ++i) acc = std::fma(row[i], cpu::bf16_weight_at(q, ch, i), acc);
+            return acc;
+        };
+        for (int variant = 0; variant < 4; ++variant) {
+            const float* b = variant >= 1 ? bias.data() : nullptr;
+            const float* r = variant >= 2 ? res.data() : nullptr;
+            const cpu::act a = variant == 1 || variant == 2 ? cpu::act::relu : cpu::act::none;
+            std::vector<float> y(static_cast<size_t>(p.n * p.o * p.hw), -7.0f);
+            cpu::lowp_conv1x1(path, cw, x.data(), p.n, p.hw, b, r, a, y.data(), p.chunk);
+            int64_t mismatches = 0;
+            for (int64_t img = 0; img < p.n; ++img)
+                for (int64_t ch = 0; ch < p.o; ++ch)
+                    for (int64_t s = 0; s < p.hw; ++s) {
+                        const int64_t px = img * p.hw + s, at = (img * p.o + ch) * p.hw + s;
+                        const float bv = b ? b[ch] : 0.0f;
+                        float v = prec == precision::int8
+                                      ? cpu::lowp_value(product(px, ch), xs[static_cast<size_t>(px)], cw.int8().scale[ch], bv)
+                                      : product(px, ch) + bv;
+                        if (r) v = v + r[at];
+                        if (a == cpu::act::relu) v = cpu::relu1(v);
+                        mismatches += !(y[static_cast<size_t>(at)] == v);
+                    }
+            INFO(precision_name(prec) << " " << cpu::isa_name(path) << ": n " << p.n << " c " << p.c << " o " << p.o
+                                      << " hw " << p.hw << " chunk " << p.chunk << " variant " << variant);
+            CHECK(mismatches == 0);
+        }
+    }
+}
+
 /// cos(a_i, b_i), the worst over rows.
 double worst_cosine(const tensor& a, const tensor& b) {
     REQUIRE(a.shape() == b.shape());
@@ -226,6 +311,72 @@ TEST_CASE("precision: bf16 AVX2 kernel (widened weights) against the reference a
 
 TEST_CASE("precision: bf16 AVX-512 BF16 kernel (vdpbf16ps) against the reference arithmetic") {
     if (path_available(cpu::isa::avx512_bf16)) check_bf16_path(cpu::isa::avx512_bf16);
+}
+
+TEST_CASE("precision: int8 1x1 convolution, scalar path, against the reference arithmetic") {
+    check_conv_path(precision::int8, cpu::isa::scalar);
+}
+
+TEST_CASE("precision: int8 1x1 convolution, AVX2 path, against the reference arithmetic") {
+    if (path_available(cpu::isa::avx2)) check_conv_path(precision::int8, cpu::isa::avx2);
+}
+
+TEST_CASE("precision: int8 1x1 convolution, AVX-512 VNNI path, against the reference arithmetic") {
+    if (path_available(cpu::isa::avx512_vnni)) check_conv_path(precision::int8, cpu::isa::avx512_vnni);
+}
+
+TEST_CASE("precision: bf16 1x1 convolution, scalar path, against the reference arithmetic") {
+    check_conv_path(precision::bf16, cpu::isa::scalar);
+}
+
+TEST_CASE("precision: bf16 1x1 convolution, AVX2 path, against the reference arithmetic") {
+    if (path_available(cpu::isa::avx2)) check_conv_path(precision::bf16, cpu::isa::avx2);
+}
+
+TEST_CASE("precision: bf16 1x1 convolution, AVX-512 BF16 path, against the reference arithmetic") {
+    if (path_available(cpu::isa::avx512_bf16)) check_conv_path(precision::bf16, cpu::isa::avx512_bf16);
+}
+
+TEST_CASE("precision: the backend's 1x1 convolutions run on the reduced-precision kernels, 3x3 ones stay fp32") {
+    const cpu_backend fp32;
+    test_util::rng r(11);
+    const int64_t n = 3, c = 37, o = 21, h = 6, wd = 5;
+    const tensor x = test_util::random_tensor(r, {n, c, h, wd});
+    const tensor w = test_util::random_tensor(r, {o, c, 1, 1}, 0.0f, 0.1f), b = test_util::random_tensor(r, {o});
+    const tensor res = test_util::random_tensor(r, {n, o, h, wd});
+    const tensor w3 = test_util::random_tensor(r, {o, c, 3, 3}, 0.0f, 0.05f);
+    const tensor want = fp32.conv2d(x, w, b, 1, 0), want_relu = fp32.conv2d_relu(x, w, b, 1, 0);
+    const tensor want_add = fp32.conv2d_add_relu(x, w, b, 1, 0, res), want3 = fp32.conv2d_relu(x, w3, b, 1, 1);
+    for (precision prec : {precision::int8, precision::bf16}) {  // the same weight under both: one cache entry each
+        const cpu_backend be(cpu_options{prec});
+        be.prepare_conv2d(w, 1, 0);
+        be.prepare_conv2d(w3, 1, 1);
+        const tensor got = be.conv2d(x, w, b, 1, 0), got_relu = be.conv2d_relu(x, w, b, 1, 0);
+        const tensor got_add = be.conv2d_add_relu(x, w, b, 1, 0, res), got3 = be.conv2d_relu(x, w3, b, 1, 1);
+        // The very bits of lowp_conv1x1 on the path the backend picks.
+        const cpu::lowp_conv_weight cw(w.data(), o, c, prec);
+        tensor direct({n, o, h, wd}), direct_add({n, o, h, wd});
+        cpu::lowp_conv1x1(cpu::lowp_conv_path(prec), cw, x.data(), n, h * wd, b.data(), nullptr, cpu::act::none, direct.data());
+        cpu::lowp_conv1x1(cpu::lowp_conv_path(prec), cw, x.data(), n, h * wd, b.data(), res.data(), cpu::act::relu,
+                          direct_add.data());
+        INFO(precision_name(prec) << " on " << cpu::isa_name(cpu::lowp_conv_path(prec)));
+        CHECK(std::equal(direct.begin(), direct.end(), got.begin()));
+        CHECK(std::equal(direct_add.begin(), direct_add.end(), got_add.begin()));
+        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got_relu[i] == cpu::relu1(got[i]));
+        // Not the fp32 numbers, but close to them.
+        double err = 0, norm = 0, err_add = 0;
+        for (int64_t i = 0; i < want.numel(); ++i) {
+            err = std::max<double>(err, std::fabs(want[i] - got[i]));
+            err_add = std::max<double>(err_add, std::fabs(want_add[i] - got_add[i]));
+            norm = std::max<double>(norm, std::fabs(want[i]));
+        }
+        CHECK(err > 0.0);
+        CHECK(err <= 0.02 * norm);
+        CHECK(err_add <= 0.02 * norm);
+        for (int64_t i = 0; i < want_relu.numel(); ++i) REQUIRE(std::fabs(want_relu[i] - got_relu[i]) <= 0.02 * norm);
+        // 3×3: fp32, the fp32 backend's bits.
+        CHECK(std::equal(want3.begin(), want3.end(), got3.begin()));
+    }
 }
 
 TEST_CASE("precision: fp32 weights prepared at load give the unprepared numbers, slices included") {
