@@ -5,6 +5,8 @@
 //! of files; embed_image_files collects the stream into one matrix.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -12,6 +14,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -93,40 +96,7 @@ struct decoded_batch {
     std::vector<std::string> errors;  // per file
 };
 
-/// Decodes `paths` with up to `threads` threads into one batch (failed files get no pixels).
-inline decoded_batch decode_batch(size_t first, std::vector<std::string> paths, const preprocess_options& pre,
-                                  unsigned threads, const file_batch_options& options) {
-    const int64_t s = pre.size, row = 3 * s * s, count = static_cast<int64_t>(paths.size());
-    tensor all({count, 3, s, s});
-    std::vector<std::string> errors(paths.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-        for (size_t i; (i = next++) < paths.size();) {
-            try {
-                std::function<void(const decoded_image&)> hook;
-                if (options.on_decoded) hook = [&](const decoded_image& image) { options.on_decoded(first + i, image); };
-                preprocess_file_into(paths[i], pre, all.data() + static_cast<int64_t>(i) * row, hook);
-            } catch (const std::exception& e) {
-                errors[i] = e.what();
-            }
-        }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < std::min<unsigned>(threads, static_cast<unsigned>(paths.size())); ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    const int64_t ok = std::count(errors.begin(), errors.end(), std::string());
-    decoded_batch out{first, std::move(paths), ok == count ? std::move(all) : tensor({ok, 3, s, s}), std::move(errors)};
-    if (ok != count && ok > 0) {
-        int64_t j = 0;
-        for (int64_t i = 0; i < count; ++i)
-            if (out.errors[static_cast<size_t>(i)].empty())
-                std::copy_n(all.data() + i * row, row, out.pixels.data() + j++ * row);
-    }
-    return out;
-}
-
-/// A bounded queue between the decoding thread and the encoder; closing it wakes both sides.
+/// A bounded queue between the decoding threads and the encoder; closing it wakes both sides.
 class batch_queue {
 public:
     explicit batch_queue(size_t capacity) : capacity_(std::max<size_t>(1, capacity)) {}
@@ -174,6 +144,171 @@ private:
     std::exception_ptr error_;
 };
 
+/// Storage for a batch's pixels (count, 3, size, size), mapped for it and unmapped when the
+/// batch is done: from malloc, the decoding threads' arenas kept up to several MiB of freed
+/// batches resident, more or less from run to run.
+inline tensor batch_pixels(int64_t count, int64_t size) {
+    shape_t shape{count, 3, size, size};
+    const size_t bytes = std::max<size_t>(1, static_cast<size_t>(shape_numel(shape)) * sizeof(float));
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    std::shared_ptr<const void> owner(p, [bytes](const void* q) { ::munmap(const_cast<void*>(q), bytes); });
+    return tensor::view(std::move(shape), std::move(owner), static_cast<const float*>(p));
+}
+
+/// Decodes the files of `next_path` in batches of `batch` on `threads` workers into `queue`, in
+/// input order. A worker that finds no file left in the newest batch starts the next one, so a
+/// batch's last (maybe largest) photo does not leave the other workers idle. Batches started and
+/// not yet taken by the consumer (taken()) stay at most `in_flight`: memory is bounded.
+class batch_decoder {
+public:
+    batch_decoder(const path_source& next_path, size_t batch, size_t in_flight, const preprocess_options& pre,
+                  const file_batch_options& options, batch_queue& queue)
+        : next_path_(next_path), batch_(batch), in_flight_(in_flight), pre_(pre), options_(options), queue_(queue) {}
+
+    /// The work of one decoding thread; returns when no work is left or stop() was called.
+    void work() {
+        try {
+            decode_files();
+        } catch (...) {  // not a file's failure (those are its error): the stream ends with it
+            const std::lock_guard<std::mutex> lock(mutex_);
+            stopped_ = true;
+            if (!finished_) finished_ = true, queue_.finish(std::current_exception());
+            changed_.notify_all();
+        }
+    }
+
+    /// The consumer took a batch: one more may start.
+    void taken() {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        --outstanding_;
+        changed_.notify_all();
+    }
+
+    /// The consumer is done with a batch's pixels: a later full batch decodes into them.
+    void recycle(tensor pixels) {
+        if (pixels.empty() || pixels.numel() != static_cast<int64_t>(batch_) * row()) return;
+        if (pixels.owner().use_count() != 2) return;  // 2: the copy owner() made, and this one
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (spare_.size() < in_flight_) spare_.push_back(std::move(pixels));
+    }
+
+    void stop() {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stopped_ = true;
+        changed_.notify_all();
+    }
+
+private:
+    struct slot {
+        size_t first = 0;
+        std::vector<std::string> paths;
+        tensor pixels;  // (files, 3, S, S)
+        std::vector<std::string> errors;
+        size_t claimed = 0, remaining = 0;
+    };
+
+    // Decodes files until none is left or stop() was called.
+    void decode_files() {
+        for (;;) {
+            std::shared_ptr<slot> s;
+            size_t i = 0;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                changed_.wait(lock, [&] { return stopped_ || claimable() || source_done_ || outstanding_ < in_flight_; });
+                if (stopped_ || !claim(s, i)) return;
+            }
+            try {
+                std::function<void(const decoded_image&)> hook;
+                if (options_.on_decoded) hook = [&](const decoded_image& image) { options_.on_decoded(s->first + i, image); };
+                preprocess_file_into(s->paths[i], pre_, s->pixels.data() + static_cast<int64_t>(i) * row(), hook);
+            } catch (const std::exception& e) {
+                s->errors[i] = e.what();
+            }
+            const std::lock_guard<std::mutex> lock(mutex_);
+            --s->remaining;
+            deliver();
+        }
+    }
+
+    int64_t row() const { return 3 * pre_.size * pre_.size; }
+    bool claimable() const { return !slots_.empty() && slots_.back()->claimed < slots_.back()->paths.size(); }
+
+    // Under the lock: the next file to decode, starting a batch when the newest is all claimed.
+    bool claim(std::shared_ptr<slot>& s, size_t& i) {
+        if (!claimable()) {
+            if (source_done_ || outstanding_ >= in_flight_) return false;
+            auto fresh = std::make_shared<slot>();
+            try {
+                std::string path;
+                while (fresh->paths.size() < batch_ && next_path_(path)) fresh->paths.push_back(std::move(path));
+                if (!fresh->paths.empty()) {
+                    const auto count = static_cast<int64_t>(fresh->paths.size());
+                    if (!spare_.empty() && static_cast<size_t>(count) == batch_) {
+                        fresh->pixels = std::move(spare_.back());
+                        spare_.pop_back();
+                    } else {
+                        fresh->pixels = batch_pixels(count, pre_.size);
+                    }
+                }
+            } catch (...) {
+                error_ = std::current_exception();
+                fresh->paths.clear();
+            }
+            if (fresh->paths.size() < batch_) source_done_ = true;  // the source ended (or failed)
+            if (fresh->paths.empty()) {
+                deliver();
+                return false;
+            }
+            fresh->first = next_first_;
+            next_first_ += fresh->paths.size();
+            fresh->errors.resize(fresh->paths.size());
+            fresh->remaining = fresh->paths.size();
+            slots_.push_back(std::move(fresh));
+            ++outstanding_;
+        }
+        s = slots_.back();
+        i = s->claimed++;
+        return true;
+    }
+
+    // Under the lock: finished batches at the front go to the queue, in order; after the last
+    // one, the queue is told the input ended (with the source's error, if any).
+    void deliver() {
+        while (!slots_.empty() && slots_.front()->remaining == 0 && slots_.front()->claimed == slots_.front()->paths.size()) {
+            slot& s = *slots_.front();
+            const auto count = static_cast<int64_t>(s.paths.size());
+            const int64_t ok = std::count(s.errors.begin(), s.errors.end(), std::string());
+            decoded_batch out{s.first, std::move(s.paths), ok == count ? std::move(s.pixels) : batch_pixels(ok, pre_.size),
+                              std::move(s.errors)};
+            if (ok != count && ok > 0)
+                for (int64_t i = 0, j = 0; i < count; ++i)
+                    if (out.errors[static_cast<size_t>(i)].empty())
+                        std::copy_n(s.pixels.data() + i * row(), row(), out.pixels.data() + j++ * row());
+            slots_.pop_front();
+            queue_.push(std::move(out));  // never waits: its capacity exceeds in_flight
+        }
+        if (source_done_ && slots_.empty() && !finished_) {
+            finished_ = true;
+            queue_.finish(error_);
+        }
+        changed_.notify_all();
+    }
+
+    const path_source& next_path_;
+    const size_t batch_, in_flight_;
+    const preprocess_options& pre_;
+    const file_batch_options& options_;
+    batch_queue& queue_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<std::shared_ptr<slot>> slots_;
+    std::vector<tensor> spare_;  // pixels of batches the consumer is done with
+    size_t next_first_ = 0, outstanding_ = 0;
+    bool source_done_ = false, stopped_ = false, finished_ = false;
+    std::exception_ptr error_;
+};
+
 }  // namespace detail
 
 /// Embeds image files batch by batch: `on_batch(const image_batch<Backend>&)` is called on the
@@ -190,39 +325,30 @@ void embed_image_stream(const models::clip_model<Backend>& model, const path_sou
     pre.decode = options.decode;
     const unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
                                                  : std::max(1u, std::thread::hardware_concurrency());
-    detail::batch_queue queue(static_cast<size_t>(options.queue_depth));
-    std::thread producer([&] {
-        try {
-            size_t first = 0;
-            for (bool more = true; more;) {
-                std::vector<std::string> paths;
-                std::string path;
-                while (paths.size() < static_cast<size_t>(options.batch) && (more = next_path(path)))
-                    paths.push_back(std::move(path));
-                if (paths.empty()) break;
-                const size_t count = paths.size();
-                if (!queue.push(detail::decode_batch(first, std::move(paths), pre, threads, options))) return;
-                first += count;
-            }
-            queue.finish();
-        } catch (...) {
-            queue.finish(std::current_exception());
-        }
-    });
-    // The producer is joined on every way out, so no thread outlives the caller's references.
+    // Batches started and not yet taken by this thread: queue_depth decoded and waiting, and one
+    // being decoded (or the tail of one and the start of the next).
+    const size_t in_flight = static_cast<size_t>(options.queue_depth) + 1;
+    detail::batch_queue queue(in_flight);
+    detail::batch_decoder decoder(next_path, static_cast<size_t>(options.batch), in_flight, pre, options, queue);
+    std::vector<std::thread> workers;
+    // The workers are joined on every way out, so no thread outlives the caller's references.
     struct joiner {
         detail::batch_queue& queue;
-        std::thread& thread;
+        detail::batch_decoder& decoder;
+        std::vector<std::thread>& workers;
         ~joiner() {
             queue.close();
-            thread.join();
+            decoder.stop();
+            for (auto& t : workers) t.join();
         }
-    } join_at_exit{queue, producer};
+    } join_at_exit{queue, decoder, workers};
+    for (unsigned t = 0; t < threads; ++t) workers.emplace_back([&decoder] { decoder.work(); });
     size_t done = 0;
     while (std::optional<detail::decoded_batch> decoded = queue.pop()) {
+        decoder.taken();
         image_batch<Backend> batch{decoded->first, std::move(decoded->paths), {}, std::move(decoded->errors)};
         if (decoded->pixels.dim(0) > 0) batch.embeddings = embed_images(model, decoded->pixels);
-        decoded->pixels = tensor();  // the pixels' memory back before the consumer runs
+        decoder.recycle(std::move(decoded->pixels));  // the pixels' memory back before the consumer runs
         done += batch.paths.size();
         on_batch(static_cast<const image_batch<Backend>&>(batch));
         if (options.progress) options.progress(done, total);

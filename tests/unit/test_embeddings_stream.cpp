@@ -3,8 +3,11 @@
 // independently here in double), failed files reported in place, and it stops cleanly.
 #include <zeroclip/zeroclip.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
 
 #include "../test_util.hpp"
@@ -128,4 +131,37 @@ TEST_CASE("embed_image_stream: paths from a generator, and a consumer that throw
     CHECK(seen == 2);
     options.queue_depth = 0;
     CHECK_THROWS_AS(embed_image_stream(m, files, [](const image_batch<cpu_backend>&) {}, options), zeroclip::error);
+}
+
+TEST_CASE("embed_image_stream: a batch's slow last file does not hold back the next batch's decoding") {
+    model m = load_model(fixtures() + "/models/tiny-vit/hf");
+    const std::vector<std::string> files = fixture_images();
+    REQUIRE(files.size() >= 2);
+    // Batches of one file, two decoding threads: file 0 (batch 0) waits in its decode until file
+    // 1 (batch 1) has decoded. Decoding batch by batch, file 1 would wait for file 0: the wait
+    // times out and the case fails.
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool second_decoded = false, first_saw_second = false;
+    file_batch_options options;
+    options.batch = 1;
+    options.threads = 2;
+    options.queue_depth = 2;
+    options.on_decoded = [&](size_t index, const decoded_image&) {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (index == 0) {
+            first_saw_second = changed.wait_for(lock, std::chrono::seconds(20), [&] { return second_decoded; });
+        } else if (index == 1) {
+            second_decoded = true;
+            changed.notify_all();
+        }
+    };
+    std::vector<size_t> firsts;
+    embed_image_stream(m, files, [&](const image_batch<cpu_backend>& b) {
+        CHECK(b.errors.at(0).empty());
+        firsts.push_back(b.first);
+    }, options);
+    CHECK(first_saw_second);
+    REQUIRE(firsts.size() == files.size());
+    for (size_t i = 0; i < firsts.size(); ++i) CHECK(firsts[i] == i);  // still handed over in input order
 }
