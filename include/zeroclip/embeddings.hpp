@@ -14,7 +14,6 @@
 #include <exception>
 #include <functional>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -151,7 +150,9 @@ inline tensor batch_pixels(int64_t count, int64_t size) {
     shape_t shape{count, 3, size, size};
     const size_t bytes = std::max<size_t>(1, static_cast<size_t>(shape_numel(shape)) * sizeof(float));
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
+    if (p == MAP_FAILED)
+        ZEROCLIP_THROW(errc::shape, "a batch of " + std::to_string(count) + " images of " + std::to_string(size) +
+                                        " px (" + std::to_string(bytes) + " bytes) cannot be allocated: out of memory");
     std::shared_ptr<const void> owner(p, [bytes](const void* q) { ::munmap(const_cast<void*>(q), bytes); });
     return tensor::view(std::move(shape), std::move(owner), static_cast<const float*>(p));
 }
@@ -286,7 +287,7 @@ private:
                     if (out.errors[static_cast<size_t>(i)].empty())
                         std::copy_n(s.pixels.data() + i * row(), row(), out.pixels.data() + j++ * row());
             slots_.pop_front();
-            queue_.push(std::move(out));  // never waits: its capacity exceeds in_flight
+            queue_.push(std::move(out));  // never waits: it holds at most in_flight batches, its capacity
         }
         if (source_done_ && slots_.empty() && !finished_) {
             finished_ = true;
