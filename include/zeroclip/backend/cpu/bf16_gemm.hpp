@@ -202,27 +202,13 @@ inline void bf16_linear(isa path, const float* x, int64_t ldx, int64_t m, const 
             for (int64_t r = r0; r < r1; ++r) round_row_bf16(x + r * ldx, w.k, w.kp, xb + r * w.kp);
         });
         lowp_run(m, w.k, o, 8, 2, [&](int64_t r0, int mr, int64_t p, int np) {
-            switch (mr) {
-                case 8: tile_bf16_np<8>(xb, w, o, r0, p, np); break;
-                case 7: tile_bf16_np<7>(xb, w, o, r0, p, np); break;
-                case 6: tile_bf16_np<6>(xb, w, o, r0, p, np); break;
-                case 5: tile_bf16_np<5>(xb, w, o, r0, p, np); break;
-                case 4: tile_bf16_np<4>(xb, w, o, r0, p, np); break;
-                case 3: tile_bf16_np<3>(xb, w, o, r0, p, np); break;
-                case 2: tile_bf16_np<2>(xb, w, o, r0, p, np); break;
-                default: tile_bf16_np<1>(xb, w, o, r0, p, np); break;
-            }
+            with_rows<8>(mr, [&](auto rows) { tile_bf16_np<decltype(rows)::value>(xb, w, o, r0, p, np); });
         }, threads);
         return;
     }
     if (path == isa::avx2) {
         lowp_run(m, w.k, o, 4, 1, [&](int64_t r0, int mr, int64_t p, int) {
-            switch (mr) {
-                case 4: tile_avx2<4>(x, ldx, w, o, r0, p); break;
-                case 3: tile_avx2<3>(x, ldx, w, o, r0, p); break;
-                case 2: tile_avx2<2>(x, ldx, w, o, r0, p); break;
-                default: tile_avx2<1>(x, ldx, w, o, r0, p); break;
-            }
+            with_rows<4>(mr, [&](auto rows) { tile_avx2<decltype(rows)::value>(x, ldx, w, o, r0, p); });
         }, threads);
         return;
     }

@@ -399,42 +399,19 @@ inline void int8_linear_kernel(isa kernel, const float* x, int64_t ldx, int64_t 
 #ifdef ZEROCLIP_CPU_X86
     if (kernel == isa::avx512_vnni) {
         lowp_run(m, w.k, o, 8, 2, [&](int64_t r0, int mr, int64_t p, int np) {
-            switch (mr) {
-                case 8: tile_vnni_np<8>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 7: tile_vnni_np<7>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 6: tile_vnni_np<6>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 5: tile_vnni_np<5>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 4: tile_vnni_np<4>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 3: tile_vnni_np<3>(xq, w.kp, xs, w, o, r0, p, np); break;
-                case 2: tile_vnni_np<2>(xq, w.kp, xs, w, o, r0, p, np); break;
-                default: tile_vnni_np<1>(xq, w.kp, xs, w, o, r0, p, np); break;
-            }
+            with_rows<8>(mr, [&](auto rows) { tile_vnni_np<decltype(rows)::value>(xq, w.kp, xs, w, o, r0, p, np); });
         }, threads);
         return;
     }
     if (kernel == isa::avx_vnni) {
         lowp_run(m, w.k, o, 6, 1, [&](int64_t r0, int mr, int64_t p, int) {
-            switch (mr) {
-                case 6: tile_avxvnni<6>(xq, w.kp, xs, w, o, r0, p); break;
-                case 5: tile_avxvnni<5>(xq, w.kp, xs, w, o, r0, p); break;
-                case 4: tile_avxvnni<4>(xq, w.kp, xs, w, o, r0, p); break;
-                case 3: tile_avxvnni<3>(xq, w.kp, xs, w, o, r0, p); break;
-                case 2: tile_avxvnni<2>(xq, w.kp, xs, w, o, r0, p); break;
-                default: tile_avxvnni<1>(xq, w.kp, xs, w, o, r0, p); break;
-            }
+            with_rows<6>(mr, [&](auto rows) { tile_avxvnni<decltype(rows)::value>(xq, w.kp, xs, w, o, r0, p); });
         }, threads);
         return;
     }
     if (kernel == isa::avx2) {
         lowp_run(m, w.k, o, 6, 1, [&](int64_t r0, int mr, int64_t p, int) {
-            switch (mr) {
-                case 6: tile_avx2<6>(xq, w.kp, xs, w, o, r0, p); break;
-                case 5: tile_avx2<5>(xq, w.kp, xs, w, o, r0, p); break;
-                case 4: tile_avx2<4>(xq, w.kp, xs, w, o, r0, p); break;
-                case 3: tile_avx2<3>(xq, w.kp, xs, w, o, r0, p); break;
-                case 2: tile_avx2<2>(xq, w.kp, xs, w, o, r0, p); break;
-                default: tile_avx2<1>(xq, w.kp, xs, w, o, r0, p); break;
-            }
+            with_rows<6>(mr, [&](auto rows) { tile_avx2<decltype(rows)::value>(xq, w.kp, xs, w, o, r0, p); });
         }, threads);
         return;
     }

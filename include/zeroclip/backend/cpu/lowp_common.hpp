@@ -8,17 +8,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define ZEROCLIP_CPU_X86 1
-// Function-level targets: these kernels are compiled whatever -march says and run only where
-// cpu_features.hpp finds the instructions, so one binary serves every x86-64 with AVX2.
-#define ZEROCLIP_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define ZEROCLIP_TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
-#define ZEROCLIP_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
-#define ZEROCLIP_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-#endif
+#include <type_traits>
+#include <utility>
 
 #include "parallel.hpp"
 #include "vec.hpp"
@@ -79,6 +70,18 @@ inline void activate_columns(float* row, int64_t cols, int64_t a, int64_t b, act
         activate(tmp, 8, f);
         std::copy(tmp + (j - g), tmp + (hi - g), row + j);
         j = hi;
+    }
+}
+
+/// f(std::integral_constant<int, mr>{}), 1 ≤ mr ≤ Max: a tile's height as the template argument
+/// of its kernel.
+template <int Max, class F>
+inline void with_rows(int mr, F&& f) {
+    if constexpr (Max > 1) {
+        if (mr == Max) return f(std::integral_constant<int, Max>{});
+        return with_rows<Max - 1>(mr, std::forward<F>(f));
+    } else {
+        f(std::integral_constant<int, 1>{});
     }
 }
 

@@ -1,7 +1,8 @@
 //! Row kernels of the CPU backend: exp, QuickGELU / GELU / ReLU, layer norm, softmax and adds,
 //! with AVX2+FMA versions where the compiler targets them (-march=native on x86-64) and plain
 //! loops otherwise. The vector exp is Cephes' single-precision one (relative error ≈ 1e-7,
-//! NaN in → NaN out where the callers use it).
+//! NaN in → NaN out where the callers use it). Also what every kernel file shares: the
+//! function-level target macros of the run-time paths (cpu_features.hpp) and an 8×8 transpose.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +15,36 @@
 #define ZEROCLIP_CPU_AVX2 1
 #endif
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define ZEROCLIP_CPU_X86 1
+// Function-level targets: these kernels are compiled whatever -march says and run only where
+// cpu_features.hpp finds the instructions, so one binary serves every x86-64 with AVX2.
+#define ZEROCLIP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ZEROCLIP_TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
+#define ZEROCLIP_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define ZEROCLIP_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#endif
+
 namespace zeroclip::detail::cpu {
+
+#ifdef ZEROCLIP_CPU_X86
+/// r[i][j] → r[j][i] for 8 vectors of 8 floats.
+ZEROCLIP_TARGET_AVX2 inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
 
 /// What follows a product in a fused step (nn.Linear → activation, conv → ReLU).
 enum class act { none, quick_gelu, gelu, relu };
