@@ -120,43 +120,14 @@ ZEROCLIP_TARGET_AVX512F inline void run_kernel512(int mr0, int mr1, int64_t kc, 
 
 /// block_task_avx2 with the AVX-512F kernel: the same loops, tiles of A two at a time.
 template <class PackB>
-ZEROCLIP_TARGET_AVX512F void block_task_avx512(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1,
-                                               PackB&& pack, float* C, int64_t ldc, const epilogue& ep,
-                                               bool bias_per_row, const float* residual) {
-    const tile_plan& plan = *a.plan;
-    const int64_t nb = n1 - n0, panels = (nb + 15) / 16;
-    float* packed = scratch(static_cast<size_t>(panels * 16 * a.kc), 0);
-    const bool fuse = ep.activation != act::gelu;  // erf has no vector form here: a pass at the end
-    constexpr int64_t group = 24;  // tiles of A (≤ 144 rows) in L2 while a panel of B is in L1
-    for (int64_t p = 0; p < a.K; p += a.kc) {
-        const int64_t kb = std::min(a.kc, a.K - p);
-        const bool overwrite = p == 0 && !ep.accumulate, last = p + kb >= a.K;
-        const float* panels_at = packed;
-        if constexpr (std::is_void_v<decltype(pack(p, kb, packed))>) pack(p, kb, packed);
-        else panels_at = pack(p, kb, packed);
-        for (int64_t g0 = t0; g0 < t1; g0 += group) {
-            const int64_t g1 = std::min(t1, g0 + group);
-            for (int64_t jp = 0; jp < panels; ++jp) {
-                const float* bp = panels_at + jp * 16 * kb;
-                const int64_t j = n0 + 16 * jp;
-                for (int64_t t = g0; t < g1; t += 2) {
-                    const bool pair = t + 1 < g1;
-                    const int64_t row0 = plan.row0(t);
-                    tile_store st{C + row0 * ldc + j, ldc, std::min<int64_t>(16, n1 - j), overwrite};
-                    if (last && fuse) {
-                        st.fused = true;
-                        if (ep.bias) st.bias = bias_per_row ? ep.bias + row0 : ep.bias + j;
-                        st.bias_per_row = bias_per_row;
-                        if (residual) st.residual = residual + row0 * ldc + j;
-                        st.activation = ep.activation;
-                    }
-                    run_kernel512(plan.rows(t), pair ? plan.rows(t + 1) : 0, kb, a.tile(p, kb, t),
-                                  pair ? a.tile(p, kb, t + 1) : nullptr, bp, st);
-                }
-            }
-        }
-    }
-    if (!fuse) finish_block(C, ldc, plan.row0(t0), plan.row0(t1 - 1) + plan.rows(t1 - 1), n0, n1, ep, bias_per_row, residual);
+inline void block_task_avx512(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
+                              int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
+    block_loops<2>(a, t0, t1, n0, n1, std::forward<PackB>(pack), C, ldc, ep, bias_per_row, residual,
+                   [&](int64_t t, int64_t count, int64_t p, int64_t kb, const float* bp, const tile_store& st) {
+                       const bool pair = count == 2;
+                       run_kernel512(a.plan->rows(t), pair ? a.plan->rows(t + 1) : 0, kb, a.tile(p, kb, t),
+                                     pair ? a.tile(p, kb, t + 1) : nullptr, bp, st);
+                   });
 }
 
 /// C[tiles t0..t1 of A, columns n0..n1) for all of K (see block_task_avx2) with this process's

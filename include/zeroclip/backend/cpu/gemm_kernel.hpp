@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "parallel.hpp"
@@ -366,19 +367,17 @@ inline void pack_a(const float* A, int64_t lda, const packed_a& at, bool paralle
         for (int64_t t = 0; t < tiles * kblocks; ++t) task(t);
 }
 
-/// C[tiles t0..t1 of A, columns n0..n1) for all of K with the AVX2 kernel (block_task in
-/// gemm_avx512.hpp chooses it or the AVX-512F one): B's columns packed by this task (`pack(p,
-/// kb, out)` packs K rows [p, p + kb) of the task's columns, or returns where they are packed
-/// already: panels [kb][16] one after another); bias, residual and activation are
-/// applied as the last K block is stored.
-template <class PackB>
-inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
-                       int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
+/// The loops of a block task, whichever the kernel: K in blocks, tiles of A in groups of ≤ 24
+/// (≤ 144 rows · kb: ≤ 144 KiB of L2) while a panel of B is in L1. `run(t, count, p, kb, bp, st)`
+/// computes `count` (≤ Step) tiles of A from tile t, K rows [p, p + kb), against the panel at bp,
+/// into st (the epilogue set in st for the last K block).
+template <int Step, class PackB, class Run>
+inline void block_loops(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
+                        int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual, Run&& run) {
     const tile_plan& plan = *a.plan;
     const int64_t nb = n1 - n0, panels = (nb + 15) / 16;
     float* packed = scratch(static_cast<size_t>(panels * 16 * a.kc), 0);
     const bool fuse = ep.activation != act::gelu;  // erf has no vector form here: a pass at the end
-    // Tiles of A in groups of ≤ 24 (≤ 144 rows · kb: ≤ 144 KiB of L2) while a panel of B is in L1.
     constexpr int64_t group = 24;
     for (int64_t p = 0; p < a.K; p += a.kc) {
         const int64_t kb = std::min(a.kc, a.K - p);
@@ -392,7 +391,7 @@ inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n
             for (int64_t jp = 0; jp < panels; ++jp) {
                 const float* bp = panels_at + jp * 16 * kb;
                 const int64_t j = n0 + 16 * jp;
-                for (int64_t t = g0; t < g1; ++t) {
+                for (int64_t t = g0; t < g1; t += Step) {
                     const int64_t row0 = plan.row0(t);
                     tile_store st{C + row0 * ldc + j, ldc, std::min<int64_t>(16, n1 - j), overwrite};
                     if (last && fuse) {
@@ -402,12 +401,26 @@ inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n
                         if (residual) st.residual = residual + row0 * ldc + j;
                         st.activation = ep.activation;
                     }
-                    run_kernel(plan.rows(t), kb, a.tile(p, kb, t), bp, st);
+                    run(t, std::min<int64_t>(Step, g1 - t), p, kb, bp, st);
                 }
             }
         }
     }
     if (!fuse) finish_block(C, ldc, plan.row0(t0), plan.row0(t1 - 1) + plan.rows(t1 - 1), n0, n1, ep, bias_per_row, residual);
+}
+
+/// C[tiles t0..t1 of A, columns n0..n1) for all of K with the AVX2 kernel (block_task in
+/// gemm_avx512.hpp chooses it or the AVX-512F one): B's columns packed by this task (`pack(p,
+/// kb, out)` packs K rows [p, p + kb) of the task's columns, or returns where they are packed
+/// already: panels [kb][16] one after another); bias, residual and activation are
+/// applied as the last K block is stored.
+template <class PackB>
+inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
+                            int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
+    block_loops<1>(a, t0, t1, n0, n1, std::forward<PackB>(pack), C, ldc, ep, bias_per_row, residual,
+                   [&](int64_t t, int64_t, int64_t p, int64_t kb, const float* bp, const tile_store& st) {
+                       run_kernel(a.plan->rows(t), kb, a.tile(p, kb, t), bp, st);
+                   });
 }
 
 #endif  // ZEROCLIP_CPU_AVX2
