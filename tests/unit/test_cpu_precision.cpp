@@ -177,75 +177,120 @@ void check_bf16_path(cpu::isa path) {
 }
 
 struct conv_problem {
-    int64_t n, c, o, hw, chunk;  // chunk: pixels per product (0: the automatic size)
+    int64_t n, c, o, h, w, kh, kw, stride, pad, chunk;  // chunk: output pixels per product (0: the automatic size)
+    int64_t out_h() const { return (h + 2 * pad - kh) / stride + 1; }
+    int64_t out_w() const { return (w + 2 * pad - kw) / stride + 1; }
 };
 
-/// 1×1 convolutions with odd channel counts, batches > 1, chunks that cut images in two.
+/// Convolutions with odd sizes and channel counts (C not a multiple of 8), batches > 1, chunks
+/// that cut images and output rows in two: 1×1 (stride 1, and strided), 3×3 pad 1 (a bottleneck's),
+/// 3×3 stride 2 with C = 3 (the stem's first), 5×5, unpadded and rectangular kernels, images
+/// smaller than 8 pixels a row and narrower than the kernel.
 std::vector<conv_problem> conv_problems() {
-    return {{1, 1, 1, 1, 0},    {2, 3, 5, 7, 0},     {3, 17, 33, 13, 0}, {2, 64, 40, 9, 0}, {1, 130, 70, 50, 0},
-            {4, 24, 16, 1, 0},  {3, 33, 17, 20, 16}, {2, 9, 48, 37, 24}, {5, 40, 24, 3, 8}, {2, 16, 31, 64, 0}};
+    std::vector<conv_problem> out{
+        {1, 1, 1, 1, 1, 1, 1, 1, 0, 0},    {2, 3, 5, 7, 1, 1, 1, 1, 0, 0},    {3, 17, 33, 13, 1, 1, 1, 1, 0, 0},
+        {2, 64, 40, 3, 3, 1, 1, 1, 0, 0},  {1, 130, 70, 5, 10, 1, 1, 1, 0, 0}, {4, 24, 16, 1, 1, 1, 1, 1, 0, 0},
+        {3, 33, 17, 4, 5, 1, 1, 1, 0, 16}, {2, 9, 48, 37, 1, 1, 1, 1, 0, 24}, {5, 40, 24, 3, 1, 1, 1, 1, 0, 8},
+        {2, 16, 31, 8, 8, 1, 1, 1, 0, 0},  {2, 20, 12, 9, 7, 1, 1, 2, 0, 0},   {2, 13, 19, 7, 7, 3, 3, 1, 1, 0},
+        {3, 32, 24, 11, 9, 3, 3, 1, 1, 0}, {1, 64, 33, 14, 14, 3, 3, 1, 1, 0}, {2, 21, 16, 10, 13, 3, 3, 1, 1, 24},
+        {2, 3, 32, 17, 20, 3, 3, 2, 1, 0}, {1, 3, 8, 33, 31, 3, 3, 2, 1, 40},  {2, 5, 11, 9, 11, 5, 5, 1, 2, 0},
+        {1, 7, 9, 8, 6, 3, 3, 1, 0, 0},    {2, 6, 10, 2, 3, 3, 3, 1, 1, 0},    {1, 4, 6, 9, 9, 3, 2, 2, 0, 8},
+        {1, 5, 7, 1, 2, 3, 3, 1, 2, 0}};
+    std::mt19937 rng(41);
+    const auto draw = [&](int64_t lo, int64_t count) { return lo + static_cast<int64_t>(rng() % static_cast<uint32_t>(count)); };
+    for (int i = 0; i < 4; ++i) {
+        const int64_t k = draw(0, 2) * 2 + 1, stride = draw(1, 2), n = draw(1, 3), c = draw(1, 40), o = draw(1, 40);
+        const int64_t h = draw(k, 15), w = draw(k, 15);
+        out.push_back({n, c, o, h, w, k, k, stride, k / 2, 0});
+    }
+    return out;
 }
 
-/// lowp_conv1x1 on `path` against the linear kernels' arithmetic per pixel, written out here: x's
-/// channels at each pixel quantised (int8) or rounded (bf16, vdpbf16ps path) as one row, the
-/// product, + bias, + residual, then relu; every output bit-equal, for no bias / bias + relu /
-/// bias + residual + relu / bias + residual.
+/// lowp_conv on `path` against the linear kernels' arithmetic per output pixel, written out here:
+/// the pixel's receptive field built as one row in the [ky][kx][c] order (zeros outside the
+/// image), quantised (int8) or rounded (bf16, vdpbf16ps path) as one row, the product, + bias,
+/// + residual, then relu; every output bit-equal, for no bias / bias + relu / bias + residual +
+/// relu / bias + residual. And the prepared weight is W (O, C, kh, kw) in that order, rounded.
 void check_conv_path(precision prec, cpu::isa path) {
     uint32_t seed = 500;
     for (const conv_problem& p : conv_problems()) {
-        const int64_t total = p.n * p.hw;
-        const std::vector<float> w = random_floats(static_cast<size_t>(p.o * p.c), seed++, 0.05f);
-        const std::vector<float> x = random_floats(static_cast<size_t>(p.n * p.c * p.hw), seed++);
+        const int64_t ho = p.out_h(), wo = p.out_w(), plane = ho * wo, total = p.n * plane, k = p.kh * p.kw * p.c;
+        const std::vector<float> w = random_floats(static_cast<size_t>(p.o * k), seed++, 0.05f);
+        const std::vector<float> x = random_floats(static_cast<size_t>(p.n * p.c * p.h * p.w), seed++);
         const std::vector<float> bias = random_floats(static_cast<size_t>(p.o), seed++);
-        const std::vector<float> res = random_floats(static_cast<size_t>(p.n * p.o * p.hw), seed++);
-        const cpu::lowp_conv_weight cw(w.data(), p.o, p.c, prec);
+        const std::vector<float> res = random_floats(static_cast<size_t>(p.n * p.o * plane), seed++);
+        const cpu::lowp_conv_weight cw(w.data(), p.o, p.c, p.kh, p.kw, prec);
         REQUIRE(cw.out_channels() == p.o);
         REQUIRE(cw.in_channels() == p.c);
-        // Pixel rows (total, c) of x, the layout the product reads.
-        std::vector<float> rows(static_cast<size_t>(total * p.c));
+        REQUIRE(cw.row_length() == k);
+        INFO(precision_name(prec) << " " << cpu::isa_name(path) << ": n " << p.n << " c " << p.c << " o " << p.o << " "
+                                  << p.h << "x" << p.w << " kernel " << p.kh << "x" << p.kw << " stride " << p.stride
+                                  << " pad " << p.pad << " chunk " << p.chunk);
+        // Weight (ch, (ky·kw + kx)·c + ci) is W[ch][ci][ky][kx], to the precision's rounding.
+        for (int64_t ch = 0; ch < p.o; ++ch)
+            for (int64_t ci = 0; ci < p.c; ++ci)
+                for (int64_t t = 0; t < p.kh * p.kw; ++t) {
+                    const float want = w[static_cast<size_t>((ch * p.c + ci) * p.kh * p.kw + t)];
+                    const int64_t i = t * p.c + ci;
+                    if (prec == precision::int8) {
+                        const float s = cw.int8().scale[ch];
+                        REQUIRE(std::fabs(cpu::int8_weight_at(cw.int8(), ch, i) * s - want) <= 0.5001f * s);
+                    } else {
+                        REQUIRE(cpu::bf16_weight_at(cw.bf16(), ch, i) == cpu::from_bf16(cpu::to_bf16(want)));
+                    }
+                }
+        // Receptive-field rows (total, k): the layout the product reads.
+        std::vector<float> rows(static_cast<size_t>(total * k), 0.0f);
         for (int64_t img = 0; img < p.n; ++img)
-            for (int64_t ch = 0; ch < p.c; ++ch)
-                for (int64_t s = 0; s < p.hw; ++s)
-                    rows[static_cast<size_t>((img * p.hw + s) * p.c + ch)] = x[static_cast<size_t>((img * p.c + ch) * p.hw + s)];
+            for (int64_t oy = 0; oy < ho; ++oy)
+                for (int64_t ox = 0; ox < wo; ++ox)
+                    for (int64_t ky = 0; ky < p.kh; ++ky)
+                        for (int64_t kx = 0; kx < p.kw; ++kx)
+                            for (int64_t ci = 0; ci < p.c; ++ci) {
+                                const int64_t iy = oy * p.stride + ky - p.pad, ix = ox * p.stride + kx - p.pad;
+                                if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+                                rows[static_cast<size_t>((img * plane + oy * wo + ox) * k + (ky * p.kw + kx) * p.c + ci)] =
+                                    x[static_cast<size_t>(((img * p.c + ci) * p.h + iy) * p.w + ix)];
+                            }
         std::vector<int8_t> xq;
         std::vector<float> xs;
         if (prec == precision::int8) {
             xq.assign(static_cast<size_t>(total * cw.int8().kp), 0);
             xs.assign(static_cast<size_t>(total), 0.0f);
-            cpu::int8_quantize_rows(rows.data(), p.c, total, p.c, cw.int8().kp, xq.data(), xs.data(), false);
+            cpu::int8_quantize_rows(rows.data(), k, total, k, cw.int8().kp, xq.data(), xs.data(), false);
         }
         auto product = [&](int64_t r, int64_t ch) -> float {  // before the bias
-            const float* row = rows.data() + r * p.c;
+            const float* row = rows.data() + r * k;
             if (prec == precision::int8) {
                 int64_t sum = 0;
-                for (int64_t i = 0; i < p.c; ++i)
+                for (int64_t i = 0; i < k; ++i)
                     sum += xq[static_cast<size_t>(r * cw.int8().kp + i)] * cpu::int8_weight_at(cw.int8(), ch, i);
                 return static_cast<float>(sum);
             }
             const cpu::bf16_weights& q = cw.bf16();
             if (path == cpu::isa::avx512_bf16) {
                 std::vector<uint16_t> xb(static_cast<size_t>(q.kp), 0), wb(static_cast<size_t>(q.kp), 0);
-                for (int64_t i = 0; i < p.c; ++i) {
+                for (int64_t i = 0; i < k; ++i) {
                     xb[static_cast<size_t>(i)] = cpu::to_bf16(row[i]);
                     wb[static_cast<size_t>(i)] = cpu::to_bf16(cpu::bf16_weight_at(q, ch, i));
                 }
                 return cpu::bf16_dot_reference(xb.data(), wb.data(), q.kp);
             }
             float acc = 0.0f;
-            for (int64_t i = 0; i < p.c; ++i) acc = std::fma(row[i], cpu::bf16_weight_at(q, ch, i), acc);
+            for (int64_t i = 0; i < k; ++i) acc = std::fma(row[i], cpu::bf16_weight_at(q, ch, i), acc);
             return acc;
         };
         for (int variant = 0; variant < 4; ++variant) {
             const float* b = variant >= 1 ? bias.data() : nullptr;
             const float* r = variant >= 2 ? res.data() : nullptr;
             const cpu::act a = variant == 1 || variant == 2 ? cpu::act::relu : cpu::act::none;
-            std::vector<float> y(static_cast<size_t>(p.n * p.o * p.hw), -7.0f);
-            cpu::lowp_conv1x1(path, cw, x.data(), p.n, p.hw, b, r, a, y.data(), p.chunk);
+            std::vector<float> y(static_cast<size_t>(p.n * p.o * plane), -7.0f);
+            cpu::lowp_conv(path, cw, x.data(), p.n, p.h, p.w, p.stride, p.pad, b, r, a, y.data(), p.chunk);
             int64_t mismatches = 0;
             for (int64_t img = 0; img < p.n; ++img)
                 for (int64_t ch = 0; ch < p.o; ++ch)
-                    for (int64_t s = 0; s < p.hw; ++s) {
-                        const int64_t px = img * p.hw + s, at = (img * p.o + ch) * p.hw + s;
+                    for (int64_t s = 0; s < plane; ++s) {
+                        const int64_t px = img * plane + s, at = (img * p.o + ch) * plane + s;
                         const float bv = b ? b[ch] : 0.0f;
                         float v = prec == precision::int8
                                       ? cpu::lowp_value(product(px, ch), xs[static_cast<size_t>(px)], cw.int8().scale[ch], bv)
@@ -254,8 +299,7 @@ void check_conv_path(precision prec, cpu::isa path) {
                         if (a == cpu::act::relu) v = cpu::relu1(v);
                         mismatches += !(y[static_cast<size_t>(at)] == v);
                     }
-            INFO(precision_name(prec) << " " << cpu::isa_name(path) << ": n " << p.n << " c " << p.c << " o " << p.o
-                                      << " hw " << p.hw << " chunk " << p.chunk << " variant " << variant);
+            INFO("variant " << variant);
             CHECK(mismatches == 0);
         }
     }
@@ -313,69 +357,74 @@ TEST_CASE("precision: bf16 AVX-512 BF16 kernel (vdpbf16ps) against the reference
     if (path_available(cpu::isa::avx512_bf16)) check_bf16_path(cpu::isa::avx512_bf16);
 }
 
-TEST_CASE("precision: int8 1x1 convolution, scalar path, against the reference arithmetic") {
+TEST_CASE("precision: int8 convolution (1x1, 3x3, strided), scalar path, against the reference arithmetic") {
     check_conv_path(precision::int8, cpu::isa::scalar);
 }
 
-TEST_CASE("precision: int8 1x1 convolution, AVX2 path, against the reference arithmetic") {
+TEST_CASE("precision: int8 convolution (1x1, 3x3, strided), AVX2 path, against the reference arithmetic") {
     if (path_available(cpu::isa::avx2)) check_conv_path(precision::int8, cpu::isa::avx2);
 }
 
-TEST_CASE("precision: int8 1x1 convolution, AVX-512 VNNI path, against the reference arithmetic") {
+TEST_CASE("precision: int8 convolution (1x1, 3x3, strided), AVX-512 VNNI path, against the reference arithmetic") {
     if (path_available(cpu::isa::avx512_vnni)) check_conv_path(precision::int8, cpu::isa::avx512_vnni);
 }
 
-TEST_CASE("precision: bf16 1x1 convolution, scalar path, against the reference arithmetic") {
+TEST_CASE("precision: bf16 convolution (1x1, 3x3, strided), scalar path, against the reference arithmetic") {
     check_conv_path(precision::bf16, cpu::isa::scalar);
 }
 
-TEST_CASE("precision: bf16 1x1 convolution, AVX2 path, against the reference arithmetic") {
+TEST_CASE("precision: bf16 convolution (1x1, 3x3, strided), AVX2 path, against the reference arithmetic") {
     if (path_available(cpu::isa::avx2)) check_conv_path(precision::bf16, cpu::isa::avx2);
 }
 
-TEST_CASE("precision: bf16 1x1 convolution, AVX-512 BF16 path, against the reference arithmetic") {
+TEST_CASE("precision: bf16 convolution (1x1, 3x3, strided), AVX-512 BF16 path, against the reference arithmetic") {
     if (path_available(cpu::isa::avx512_bf16)) check_conv_path(precision::bf16, cpu::isa::avx512_bf16);
 }
 
-TEST_CASE("precision: the backend's 1x1 convolutions run on the reduced-precision kernels, 3x3 ones stay fp32") {
+TEST_CASE("precision: the backend's convolutions (1x1, 3x3, the stem's strided one) run on the reduced-precision kernels") {
     const cpu_backend fp32;
     test_util::rng r(11);
-    const int64_t n = 3, c = 37, o = 21, h = 6, wd = 5;
-    const tensor x = test_util::random_tensor(r, {n, c, h, wd});
-    const tensor w = test_util::random_tensor(r, {o, c, 1, 1}, 0.0f, 0.1f), b = test_util::random_tensor(r, {o});
-    const tensor res = test_util::random_tensor(r, {n, o, h, wd});
-    const tensor w3 = test_util::random_tensor(r, {o, c, 3, 3}, 0.0f, 0.05f);
-    const tensor want = fp32.conv2d(x, w, b, 1, 0), want_relu = fp32.conv2d_relu(x, w, b, 1, 0);
-    const tensor want_add = fp32.conv2d_add_relu(x, w, b, 1, 0, res), want3 = fp32.conv2d_relu(x, w3, b, 1, 1);
-    for (precision prec : {precision::int8, precision::bf16}) {  // the same weight under both: one cache entry each
-        const cpu_backend be(cpu_options{prec});
-        be.prepare_conv2d(w, 1, 0);
-        be.prepare_conv2d(w3, 1, 1);
-        const tensor got = be.conv2d(x, w, b, 1, 0), got_relu = be.conv2d_relu(x, w, b, 1, 0);
-        const tensor got_add = be.conv2d_add_relu(x, w, b, 1, 0, res), got3 = be.conv2d_relu(x, w3, b, 1, 1);
-        // The very bits of lowp_conv1x1 on the path the backend picks.
-        const cpu::lowp_conv_weight cw(w.data(), o, c, prec);
-        tensor direct({n, o, h, wd}), direct_add({n, o, h, wd});
-        cpu::lowp_conv1x1(cpu::lowp_conv_path(prec), cw, x.data(), n, h * wd, b.data(), nullptr, cpu::act::none, direct.data());
-        cpu::lowp_conv1x1(cpu::lowp_conv_path(prec), cw, x.data(), n, h * wd, b.data(), res.data(), cpu::act::relu,
-                          direct_add.data());
-        INFO(precision_name(prec) << " on " << cpu::isa_name(cpu::lowp_conv_path(prec)));
-        CHECK(std::equal(direct.begin(), direct.end(), got.begin()));
-        CHECK(std::equal(direct_add.begin(), direct_add.end(), got_add.begin()));
-        for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got_relu[i] == cpu::relu1(got[i]));
-        // Not the fp32 numbers, but close to them.
-        double err = 0, norm = 0, err_add = 0;
-        for (int64_t i = 0; i < want.numel(); ++i) {
-            err = std::max<double>(err, std::fabs(want[i] - got[i]));
-            err_add = std::max<double>(err_add, std::fabs(want_add[i] - got_add[i]));
-            norm = std::max<double>(norm, std::fabs(want[i]));
+    struct conv_case {
+        int64_t c, o, k, stride, pad;
+    };
+    const int64_t n = 3, h = 6, wd = 5;
+    for (const conv_case& cc : {conv_case{37, 21, 1, 1, 0}, conv_case{37, 21, 3, 1, 1}, conv_case{3, 16, 3, 2, 1}}) {
+        const tensor x = test_util::random_tensor(r, {n, cc.c, h, wd});
+        const tensor w = test_util::random_tensor(r, {cc.o, cc.c, cc.k, cc.k}, 0.0f, 0.1f / static_cast<float>(cc.k));
+        const tensor b = test_util::random_tensor(r, {cc.o});
+        const int64_t ho = (h + 2 * cc.pad - cc.k) / cc.stride + 1, wo = (wd + 2 * cc.pad - cc.k) / cc.stride + 1;
+        const tensor res = test_util::random_tensor(r, {n, cc.o, ho, wo});
+        const tensor want = fp32.conv2d(x, w, b, cc.stride, cc.pad), want_relu = fp32.conv2d_relu(x, w, b, cc.stride, cc.pad);
+        const tensor want_add = fp32.conv2d_add_relu(x, w, b, cc.stride, cc.pad, res);
+        for (precision prec : {precision::int8, precision::bf16}) {  // the same weight under both: one cache entry each
+            const cpu_backend be(cpu_options{prec});
+            be.prepare_conv2d(w, cc.stride, cc.pad);
+            const tensor got = be.conv2d(x, w, b, cc.stride, cc.pad), got_relu = be.conv2d_relu(x, w, b, cc.stride, cc.pad);
+            const tensor got_add = be.conv2d_add_relu(x, w, b, cc.stride, cc.pad, res);
+            // The very bits of lowp_conv on the path the backend picks.
+            const cpu::isa path = cpu::lowp_conv_path(prec);
+            const cpu::lowp_conv_weight cw(w.data(), cc.o, cc.c, cc.k, cc.k, prec);
+            tensor direct({n, cc.o, ho, wo}), direct_add({n, cc.o, ho, wo});
+            cpu::lowp_conv(path, cw, x.data(), n, h, wd, cc.stride, cc.pad, b.data(), nullptr, cpu::act::none, direct.data());
+            cpu::lowp_conv(path, cw, x.data(), n, h, wd, cc.stride, cc.pad, b.data(), res.data(), cpu::act::relu,
+                           direct_add.data());
+            INFO(precision_name(prec) << " on " << cpu::isa_name(path) << ": " << cc.k << "x" << cc.k << " stride "
+                                      << cc.stride << " pad " << cc.pad << ", c " << cc.c);
+            CHECK(std::equal(direct.begin(), direct.end(), got.begin()));
+            CHECK(std::equal(direct_add.begin(), direct_add.end(), got_add.begin()));
+            for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got_relu[i] == cpu::relu1(got[i]));
+            // Not the fp32 numbers, but close to them.
+            double err = 0, norm = 0, err_add = 0;
+            for (int64_t i = 0; i < want.numel(); ++i) {
+                err = std::max<double>(err, std::fabs(want[i] - got[i]));
+                err_add = std::max<double>(err_add, std::fabs(want_add[i] - got_add[i]));
+                norm = std::max<double>(norm, std::fabs(want[i]));
+            }
+            CHECK(err > 0.0);
+            CHECK(err <= 0.02 * norm);
+            CHECK(err_add <= 0.02 * norm);
+            for (int64_t i = 0; i < want_relu.numel(); ++i) REQUIRE(std::fabs(want_relu[i] - got_relu[i]) <= 0.02 * norm);
         }
-        CHECK(err > 0.0);
-        CHECK(err <= 0.02 * norm);
-        CHECK(err_add <= 0.02 * norm);
-        for (int64_t i = 0; i < want_relu.numel(); ++i) REQUIRE(std::fabs(want_relu[i] - got_relu[i]) <= 0.02 * norm);
-        // 3×3: fp32, the fp32 backend's bits.
-        CHECK(std::equal(want3.begin(), want3.end(), got3.begin()));
     }
 }
 

@@ -5,12 +5,12 @@
 //! Matrix products (linear, matmul, conv2d, the two products of attention) run on
 //! gemm.hpp: an AVX2+FMA packed-panel kernel when the compiler targets it
 //! (-march=native on x86-64), Eigen's GEMM otherwise; bias and activation are applied to each
-//! block of the output while it is still in cache. 3×3 stride-1 convolutions with ≥ 32 input
-//! channels run by Winograd's F(2×2, 3×3) (winograd.hpp: 2.25× fewer products; the
+//! block of the output while it is still in cache. In float32, 3×3 stride-1 convolutions with ≥ 32
+//! input channels run by Winograd's F(2×2, 3×3) (winograd.hpp: 2.25× fewer products; the
 //! transformed weights are made once, at load, by prepare_conv2d). In int8 and bf16 precision the
-//! linear layers (prepared_linear.hpp) and the 1×1 stride-1 convolutions (lowp_conv.hpp: the
-//! pixels as the rows of a linear) run on the reduced-precision kernels; the other convolutions
-//! (3×3, the stem's) stay float32. Row-wise ops use
+//! linear layers (prepared_linear.hpp) and all the convolutions (lowp_conv.hpp: each output
+//! pixel's receptive field as a row of a linear) run on the reduced-precision kernels, their
+//! weights kept in that precision only. Row-wise ops use
 //! vec.hpp (vector exp, layer norm in double). Work is shared by zeroclip's own pool of persistent
 //! threads that take tasks from a counter (parallel.hpp; OpenMP, when the build has it, only sets
 //! the team size): a thread the OS preempts on a busy machine slows a step down by its share, not
@@ -40,7 +40,7 @@
 
 namespace zeroclip {
 
-/// Options of the CPU backend. `precision`: of the products of the linear layers and of the 1×1
+/// Options of the CPU backend. `precision`: of the products of the linear layers and of the
 /// convolutions (weights stored in it at load; int8 and bf16 kernels chosen at run time from what
 /// the CPU has, cpu_features.hpp).
 struct cpu_options {
@@ -122,9 +122,9 @@ public:
     }
 
     /// Lays out a convolution's weight for conv2d now (and keeps it): the Winograd transform of a
-    /// 3×3 weight, the packed product operand of the others; in int8 or bf16 precision a 1×1
-    /// stride-1 weight quantised in that precision instead (lowp_conv.hpp), no float32 packed
-    /// copy. The first forward pass then does not pay for it, nor does any later one.
+    /// 3×3 weight, the packed product operand of the others; in int8 or bf16 precision the weight
+    /// quantised in that precision instead (lowp_conv.hpp), no float32 copy. The first forward
+    /// pass then does not pay for it, nor does any later one.
     void prepare_conv2d(const tensor& w, int64_t stride, int64_t pad) const {
         ZEROCLIP_ASSERT(w.ndim() == 4);
         (void)prepared_conv_weight(w, stride, pad);
@@ -386,8 +386,8 @@ private:
         ep.activation = act;
         const conv_weight prepared = prepared_conv_weight(w, stride, pad);
         if (prepared.lowp) {
-            detail::cpu::lowp_conv1x1(detail::cpu::lowp_conv_path(options_.precision), *prepared.lowp, x.data(), n, plane,
-                                      ep.bias, ep.residual, act, y.data());
+            detail::cpu::lowp_conv(detail::cpu::lowp_conv_path(options_.precision), *prepared.lowp, x.data(), n, h, wd,
+                                   stride, pad, ep.bias, ep.residual, act, y.data());
             return y;
         }
 #ifdef ZEROCLIP_CPU_AVX2
@@ -408,7 +408,7 @@ private:
 
     /// A convolution weight as conv() uses it, made once per weight (weight_cache.hpp).
     struct conv_weight {
-        std::shared_ptr<const detail::cpu::lowp_conv_weight> lowp;  // int8 / bf16 1×1 stride 1
+        std::shared_ptr<const detail::cpu::lowp_conv_weight> lowp;  // int8 / bf16: every convolution
 #ifdef ZEROCLIP_CPU_AVX2
         std::shared_ptr<const detail::cpu::winograd_weights> winograd;
 #endif
@@ -418,10 +418,11 @@ private:
         const int64_t o = w.dim(0), c = w.dim(1), kh = w.dim(2), kw = w.dim(3);
         conv_weight cw;
         const precision prec = options_.precision;
-        if (prec != precision::fp32 && kh == 1 && kw == 1 && stride == 1 && pad == 0) {
+        if (prec != precision::fp32) {  // one entry per precision; stride and pad are the call's
             cw.lowp = detail::cpu::prepared_weight<detail::cpu::lowp_conv_weight>(
-                w.data(), w.owner(), o, c, static_cast<int64_t>(prec),
-                [&] { return detail::cpu::lowp_conv_weight(w.data(), o, c, prec); });
+                w.data(), w.owner(), o, c * kh * kw, static_cast<int64_t>(prec),
+                [&] { return detail::cpu::lowp_conv_weight(w.data(), o, c, kh, kw, prec); });
+            ZEROCLIP_ASSERT(cw.lowp->in_channels() == c && cw.lowp->kernel_h() == kh && cw.lowp->kernel_w() == kw);
             return cw;
         }
 #ifdef ZEROCLIP_CPU_AVX2
