@@ -339,6 +339,28 @@ TEST_CASE("precision: int8 AVX-VNNI kernel (256-bit vpdpbusd) against the refere
     if (path_available(cpu::isa::avx_vnni)) check_int8_path(cpu::isa::avx_vnni);
 }
 
+TEST_CASE("precision: int8 row quantisation gives the scalar bytes and scales on every path") {
+    // Every length from 1 to 80 (vector bodies, tails, padding to kp), with and without the +128.
+    for (cpu::isa path : {cpu::isa::avx2, cpu::isa::avx512_vnni}) {
+        if (!path_available(path)) continue;
+        for (int64_t k = 1; k <= 80; ++k) {
+            const int64_t m = 3, ld = k + 5, kp = (k + 3) / 4 * 4;
+            std::vector<float> x = random_floats(static_cast<size_t>(m * ld), static_cast<uint32_t>(900 + k));
+            x[0] = 0.0f;  // a zero and an all-zero row
+            std::fill(x.begin() + ld, x.begin() + ld + k, 0.0f);
+            for (bool plus128 : {false, true}) {
+                std::vector<int8_t> want(static_cast<size_t>(m * kp), 5), got(static_cast<size_t>(m * kp), 7);
+                std::vector<float> want_s(static_cast<size_t>(m)), got_s(static_cast<size_t>(m));
+                cpu::int8_quantize_rows(x.data(), ld, m, k, kp, want.data(), want_s.data(), plus128);
+                cpu::int8_quantize_rows(x.data(), ld, m, k, kp, got.data(), got_s.data(), plus128, path);
+                INFO(cpu::isa_name(path) << " k " << k << " plus128 " << plus128);
+                CHECK(want == got);
+                CHECK(want_s == got_s);
+            }
+        }
+    }
+}
+
 TEST_CASE("precision: int8_linear's AVX2 path runs AVX-VNNI where the CPU has it and the cap allows") {
     const cpu::isa want = cpu::use_isa(cpu::isa::avx_vnni) ? cpu::isa::avx_vnni : cpu::isa::avx2;
     CHECK(cpu::int8_kernel_for(cpu::isa::avx2) == want);
