@@ -154,7 +154,27 @@ ZEROCLIP_TARGET_AVX2 inline void rows_to_planes_avx2(const float* src, int64_t l
     }
     if (j < len) rows_to_planes_scalar(src + j * ld, ld, o, hw, s + j, len - j, res, relu, dst);
 }
+
+/// copy_spans for spans of ≥ 8 floats: 8 at a time, the last 8 of a span overlapping the others.
+ZEROCLIP_TARGET_AVX2 inline void copy_spans_avx2(const float* from, int64_t from_step, float* to, int64_t to_step,
+                                                 int64_t count, int64_t span) {
+    for (int64_t i = 0; i < count; ++i, from += from_step, to += to_step) {
+        int64_t n = 0;
+        for (; n + 8 <= span; n += 8) _mm256_storeu_ps(to + n, _mm256_loadu_ps(from + n));
+        if (n < span) _mm256_storeu_ps(to + span - 8, _mm256_loadu_ps(from + span - 8));
+    }
+}
 #endif
+
+/// `count` spans of `span` floats, from_step and to_step apart: a receptive field's row of kw
+/// input pixels into the rows of consecutive output pixels (one call, not a memmove per pixel).
+inline void copy_spans(bool avx2, const float* from, int64_t from_step, float* to, int64_t to_step, int64_t count,
+                       int64_t span) {
+#ifdef ZEROCLIP_CPU_X86
+    if (avx2 && span >= 8) return copy_spans_avx2(from, from_step, to, to_step, count, span);
+#endif
+    for (int64_t i = 0; i < count; ++i) std::copy(from + i * from_step, from + i * from_step + span, to + i * to_step);
+}
 
 /// planes_to_rows on AVX2 where `avx2`, else in plain code (the same values).
 inline void planes_to_rows(bool avx2, const float* src, int64_t hw, int64_t c, int64_t s, int64_t len, float* dst,
@@ -192,21 +212,36 @@ inline void im2col_rows(const conv_geometry& g, bool avx2, const float* x, int64
             pixel_rows.resize(static_cast<size_t>((iy1 - iy0) * g.w * g.c));
         planes_to_rows(avx2, x, g.h * g.w, g.c, iy0 * g.w, (iy1 - iy0) * g.w, pixel_rows.data(), g.c);
     }
-    for (int64_t j = 0; j < len; ++j) {
-        const int64_t oy = (s + j) / wo, ix = (s + j) % wo * g.stride - g.pad;
-        const int64_t kx0 = std::min(g.kw, std::max<int64_t>(0, -ix)), kx1 = std::max(kx0, std::min(g.kw, g.w - ix));
+    // Output columns whose kw input pixels all lie inside a row: [first_inside, last_inside].
+    const int64_t first_inside = (g.pad + g.stride - 1) / g.stride;
+    const int64_t last_inside = g.w + g.pad - g.kw < 0 ? -1 : (g.w + g.pad - g.kw) / g.stride;
+    for (int64_t j = 0; j < len;) {  // one output row (or the part of it in [s, s + len)) a step
+        const int64_t oy = (s + j) / wo, ox0 = (s + j) % wo, run = std::min(len - j, wo - ox0);
+        const int64_t in0 = std::clamp<int64_t>(first_inside - ox0, 0, run);
+        const int64_t in1 = std::clamp<int64_t>(last_inside + 1 - ox0, in0, run);
         for (int64_t ky = 0; ky < g.kh; ++ky) {
             const int64_t iy = oy * g.stride - g.pad + ky;
-            float* seg = dst + j * k + ky * span;
-            if (iy < 0 || iy >= g.h || kx1 == kx0) {
-                std::fill(seg, seg + span, 0.0f);
+            float* seg = dst + j * k + ky * span;  // pixel t's part: seg + t·k, span floats
+            if (iy < 0 || iy >= g.h) {
+                for (int64_t t = 0; t < run; ++t) std::fill(seg + t * k, seg + t * k + span, 0.0f);
                 continue;
             }
-            const float* from = pixel_rows.data() + ((iy - iy0) * g.w + ix + kx0) * g.c;
-            std::fill(seg, seg + kx0 * g.c, 0.0f);
-            std::copy(from, from + (kx1 - kx0) * g.c, seg + kx0 * g.c);
-            std::fill(seg + kx1 * g.c, seg + span, 0.0f);
+            const float* line = pixel_rows.data() + (iy - iy0) * g.w * g.c;
+            if (in1 > in0)
+                copy_spans(avx2, line + ((ox0 + in0) * g.stride - g.pad) * g.c, g.stride * g.c, seg + in0 * k, k,
+                           in1 - in0, span);
+            const auto edge_pixel = [&](int64_t t) {  // zeros for the kx outside the row
+                const int64_t ix = (ox0 + t) * g.stride - g.pad;
+                const int64_t kx0 = std::min(g.kw, std::max<int64_t>(0, -ix)), kx1 = std::max(kx0, std::min(g.kw, g.w - ix));
+                float* out = seg + t * k;
+                std::fill(out, out + kx0 * g.c, 0.0f);
+                if (kx1 > kx0) std::copy(line + (ix + kx0) * g.c, line + (ix + kx1) * g.c, out + kx0 * g.c);
+                std::fill(out + kx1 * g.c, out + span, 0.0f);
+            };
+            for (int64_t t = 0; t < in0; ++t) edge_pixel(t);
+            for (int64_t t = in1; t < run; ++t) edge_pixel(t);
         }
+        j += run;
     }
 }
 
