@@ -24,6 +24,19 @@
 #define ZEROCLIP_TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 #define ZEROCLIP_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define ZEROCLIP_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+// GCC 12 warns of its own _mm512_undefined_ps() in every inlined AVX-512 intrinsic
+// (-Wmaybe-uninitialized, GCC bug 105593; -Wuninitialized where -m flags lack AVX-512):
+// silenced over the AVX-512 code (vec.hpp, gemm_avx512.hpp, int8_gemm.hpp), where the warning
+// can only be that one.
+#if defined(__GNUC__) && !defined(__clang__)
+#define ZEROCLIP_AVX512_WARNINGS_OFF                                                   \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+        _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define ZEROCLIP_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#else
+#define ZEROCLIP_AVX512_WARNINGS_OFF
+#define ZEROCLIP_AVX512_WARNINGS_ON
+#endif
 #endif
 
 namespace zeroclip::detail::cpu {
@@ -94,17 +107,6 @@ inline __m256i tail_mask(int64_t r) {
 // -march says (a function-level target) and called only where the CPU has AVX-512F
 // (use_isa(isa::avx512), cpu_features.hpp). Lane for lane the same operations as the 8-wide forms.
 #define ZEROCLIP_TARGET_AVX512F __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw")))
-// GCC 12 warns of its own _mm512_undefined_ps() in every inlined AVX-512 intrinsic
-// (-Wmaybe-uninitialized, GCC bug 105593): silenced over the AVX-512 code (here and
-// gemm_avx512.hpp), where the warning can only be that one.
-#if defined(__GNUC__) && !defined(__clang__)
-#define ZEROCLIP_AVX512_WARNINGS_OFF \
-    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define ZEROCLIP_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
-#else
-#define ZEROCLIP_AVX512_WARNINGS_OFF
-#define ZEROCLIP_AVX512_WARNINGS_ON
-#endif
 ZEROCLIP_AVX512_WARNINGS_OFF
 
 /// e^x for 16 floats: exp8's steps.
