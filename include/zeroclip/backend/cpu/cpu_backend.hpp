@@ -275,9 +275,10 @@ public:
     // ---- convolutional ops (ModifiedResNet), images NCHW ---------------------------------------
     /// 2-d convolution with zero padding: x (N, C, H, W), w (O, C, kh, kw) as PyTorch stores
     /// nn.Conv2d, b (O) or empty → (N, O, Ho, Wo), Ho = (H + 2·pad − kh) / stride + 1.
-    /// A 1×1 stride-1 convolution is a product with the images themselves; any other a product
-    /// with their im2col matrices, packed straight from the images (no column buffer). Either way
-    /// the whole batch is one parallel step with the weights packed once.
+    /// In fp32 a 1×1 stride-1 convolution is a product with the images themselves; any other a
+    /// product with their im2col matrices, packed straight from the images (no column buffer).
+    /// Either way the whole batch is one parallel step with the weights packed once. In int8 and
+    /// bf16, every convolution is lowp_conv's (lowp_conv.hpp).
     tensor conv2d(const tensor& x, const tensor& w, const tensor& b, int64_t stride, int64_t pad) const {
         return conv(x, w, b, stride, pad, nullptr, detail::cpu::act::none);
     }

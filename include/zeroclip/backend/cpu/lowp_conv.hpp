@@ -173,6 +173,7 @@ inline void copy_spans(bool avx2, const float* from, int64_t from_step, float* t
 #ifdef ZEROCLIP_CPU_X86
     if (avx2 && span >= 8) return copy_spans_avx2(from, from_step, to, to_step, count, span);
 #endif
+    (void)avx2;
     for (int64_t i = 0; i < count; ++i) std::copy(from + i * from_step, from + i * from_step + span, to + i * to_step);
 }
 
@@ -198,8 +199,9 @@ struct conv_geometry {
 /// The im2col rows (len, kh·kw·c) of output pixels [s, s + len) of image x: per pixel, for each
 /// (ky, kx), the c channels of input pixel (oy·stride + ky − pad, ox·stride + kx − pad), zeros
 /// outside the image. The input rows these pixels read are transposed into pixel rows first (8×8
-/// blocks over whole rows, however narrow the image), so each (pixel, ky) is one copy of up to
-/// kw·c contiguous values rather than kw short transposes.
+/// blocks over whole rows, however narrow the image), so each (pixel, ky) is a copy of kw·c
+/// contiguous values (fewer at the edges) rather than kw short transposes; the pixels of an
+/// output row whose receptive field lies inside the image are copied as one block per ky.
 inline void im2col_rows(const conv_geometry& g, bool avx2, const float* x, int64_t s, int64_t len, float* dst) {
     const int64_t wo = g.out_w(), k = g.row_length(), span = g.kw * g.c;
     if (g.pointwise()) return planes_to_rows(avx2, x, g.h * g.w, g.c, s, len, dst, k);
