@@ -25,6 +25,8 @@
 //!                                              products now rather than at its first use
 //!              prepare_linear(w) -> w'         a linear's weight in the form (and precision) the
 //!                                              backend's products read, to hold in place of w
+//!              prepare_embedding(t) -> t'      an embedding table in the form gather_rows reads
+//!                                              (smaller where that loses nothing), in place of t
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
@@ -72,7 +74,8 @@
     OPT(CTX, has_conv2d_add_relu_v, tensor, conv2d_add_relu, (const tensor&, const tensor&, const tensor&,     \
                                                               int64_t, int64_t, const tensor&))                \
     OPT(CTX, has_prepare_conv2d_v, void, prepare_conv2d, (const tensor&, int64_t, int64_t))                   \
-    OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))
+    OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))                                    \
+    OPT(CTX, has_prepare_embedding_v, tensor, prepare_embedding, (const tensor&))
 
 namespace zeroclip {
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "alloc.hpp"
+#include "compact_table.hpp"
 #include "gemm.hpp"
 #include "lowp_conv.hpp"
 #include "parallel.hpp"
@@ -89,6 +90,13 @@ public:
         const bool pack = options_.precision != precision::fp32 || options_.pack_fp32_at_load;
         if (!pack || !detail::cpu::can_prepare(options_.precision) || detail::cpu::find_prepared(w).weight) return w;
         return detail::cpu::prepare_linear_weight(w, options_.precision);
+    }
+
+    /// An embedding table (rows, width) for gather_rows, in 16 bits a value where that gives the
+    /// same floats (a checkpoint stored in F16 or BF16), or in int8/bf16 precision rounded to bf16
+    /// (compact_table.hpp): the result replaces the table and is opaque to all other ops.
+    tensor prepare_embedding(const tensor& table) const {
+        return detail::cpu::compact_table_weight(table, options_.precision != precision::fp32);
     }
 
     /// y = x · w: x (M, K), w (K, N) (the layout of CLIP's `proj` and `text_projection`).
@@ -207,6 +215,11 @@ public:
     tensor gather_rows(const tensor& table, const std::vector<int64_t>& index) const {
         const int64_t w = table.shape().back();
         tensor y = make({static_cast<int64_t>(index.size()), w});
+        if (const auto* compact = detail::cpu::compact_table::containing(table.data());
+            compact && compact->base() == table.data() && compact->cols() == w) {
+            compact->gather(index, y.data());
+            return y;
+        }
         for (size_t i = 0; i < index.size(); ++i)
             std::copy_n(table.data() + index[i] * w, w, y.data() + static_cast<int64_t>(i) * w);
         return y;
@@ -476,6 +489,7 @@ ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_add_);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, conv2d_relu);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_conv2d);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_linear);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_embedding);
 
 /// The CPU backend's first name, kept so code written against 0.1 still compiles.
 using cpu_eigen = cpu_backend;
