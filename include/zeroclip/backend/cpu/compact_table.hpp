@@ -98,26 +98,31 @@ private:
 #ifdef ZEROCLIP_CPU_X86
     // F16C's conversions, 8 values a step, the tail through a zero-padded block of 8.
     ZEROCLIP_TARGET_F16C static bool all_f16_avx2(const float* v, int64_t n) {
-        __m256i differ = _mm256_setzero_si256();
-        for (int64_t i = 0; i < n; i += 8) {
-            float block[8] = {};
-            const float* src = v + i;
-            if (i + 8 > n) src = static_cast<const float*>(std::memcpy(block, v + i, sizeof(float) * static_cast<size_t>(n - i)));
-            const __m256 x = _mm256_loadu_ps(src);
+        const auto differs = [](__m256 x) {  // x's bits against x through F16 and back
             const __m256 back = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-            differ = _mm256_or_si256(differ, _mm256_xor_si256(_mm256_castps_si256(x), _mm256_castps_si256(back)));
+            return _mm256_xor_si256(_mm256_castps_si256(x), _mm256_castps_si256(back));
+        };
+        __m256i any = _mm256_setzero_si256();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) any = _mm256_or_si256(any, differs(_mm256_loadu_ps(v + i)));
+        if (i < n) {
+            float block[8] = {};
+            std::memcpy(block, v + i, sizeof(float) * static_cast<size_t>(n - i));
+            any = _mm256_or_si256(any, differs(_mm256_loadu_ps(block)));
         }
-        return _mm256_testz_si256(differ, differ);
+        return _mm256_testz_si256(any, any);
     }
     ZEROCLIP_TARGET_F16C static void to_f16_avx2(const float* v, int64_t n, uint16_t* out) {
-        for (int64_t i = 0; i < n; i += 8) {
-            float block[8] = {};
-            const int64_t count = std::min<int64_t>(8, n - i);
-            std::memcpy(block, v + i, sizeof(float) * static_cast<size_t>(count));
-            alignas(16) uint16_t h[8];
-            _mm_store_si128(reinterpret_cast<__m128i*>(h), _mm256_cvtps_ph(_mm256_loadu_ps(block), _MM_FROUND_TO_NEAREST_INT));
-            std::memcpy(out + i, h, sizeof(uint16_t) * static_cast<size_t>(count));
-        }
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                             _mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT));
+        if (i == n) return;
+        float block[8] = {};
+        std::memcpy(block, v + i, sizeof(float) * static_cast<size_t>(n - i));
+        alignas(16) uint16_t h[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(h), _mm256_cvtps_ph(_mm256_loadu_ps(block), _MM_FROUND_TO_NEAREST_INT));
+        std::memcpy(out + i, h, sizeof(uint16_t) * static_cast<size_t>(n - i));
     }
     ZEROCLIP_TARGET_F16C static void row_from_f16_avx2(const uint16_t* row, int64_t n, float* dst) {
         int64_t j = 0;
