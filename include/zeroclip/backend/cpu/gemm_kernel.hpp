@@ -59,11 +59,15 @@ constexpr int64_t mr_stride = 6; // floats per k in a packed tile of A
 
 /// How the rows of A are cut into tiles: 6 rows each, with 5-row tiles (first) taking up the
 /// remainder — every M ≥ 20 is a sum of 6s and 5s — so no tile computes rows that do not exist.
+/// The count of tiles is even where six more fives make it so: the AVX-512F kernel takes tiles
+/// in pairs and a lone last tile runs at half its rate (M = 50, a ViT's 50 tokens: 10 × 5 rows,
+/// not 4 × 5 + 5 × 6). The AVX2 kernel does the same FMAs either way.
 struct tile_plan {
     int64_t m = 0, fives = 0, tiles = 0;
     explicit tile_plan(int64_t rows) : m(rows) {
         if (m >= 20) {
             fives = (6 - m % 6) % 6;  // 5·fives ≡ m (mod 6)
+            if ((fives + (m - 5 * fives) / 6) % 2 == 1 && m >= 5 * (fives + 6)) fives += 6;
             tiles = fives + (m - 5 * fives) / 6;
         } else {
             tiles = (m + 5) / 6;
