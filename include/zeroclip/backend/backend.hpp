@@ -21,8 +21,9 @@
 //!              conv2d_relu(x, w, b, stride, pad)                relu(conv2d(...))
 //!              conv2d_add_relu(x, w, b, stride, pad, residual)  relu(conv2d(...) + residual)
 //!  preparation (optional, called once at load)
-//!              prepare_conv2d(w, stride, pad)  lay a convolution's weight out for the backend's
-//!                                              products now rather than at its first use
+//!              prepare_conv2d(w, stride, pad) -> w'  a convolution's weight laid out for the
+//!                                              backend's products (for that stride and pad), to
+//!                                              hold in place of w
 //!              prepare_linear(w) -> w'         a linear's weight in the form (and precision) the
 //!                                              backend's products read, to hold in place of w
 //!              prepare_embedding(t) -> t'      an embedding table in the form gather_rows reads
@@ -73,7 +74,7 @@
                                                       int64_t))                                                \
     OPT(CTX, has_conv2d_add_relu_v, tensor, conv2d_add_relu, (const tensor&, const tensor&, const tensor&,     \
                                                               int64_t, int64_t, const tensor&))                \
-    OPT(CTX, has_prepare_conv2d_v, void, prepare_conv2d, (const tensor&, int64_t, int64_t))                   \
+    OPT(CTX, has_prepare_conv2d_v, tensor, prepare_conv2d, (const tensor&, int64_t, int64_t))                 \
     OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))                                    \
     OPT(CTX, has_prepare_embedding_v, tensor, prepare_embedding, (const tensor&))
 
