@@ -29,9 +29,14 @@
 //!              prepare_embedding(t) -> t'      an embedding table in the form gather_rows reads
 //!                                              (smaller where that loses nothing), in place of t
 //!
+//!  property    (optional) image_group() -> int64_t  how many images models/resnet.hpp runs
+//!              through its convolutions at once (image_group_size below); the whole batch where
+//!              a backend has none
+//!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -131,6 +136,28 @@ inline constexpr bool is_backend_v = detail::has_all_ops_v<B>;
     inline constexpr bool TRAIT = detail::has_op_##NAME<B>::value;
 ZEROCLIP_BACKEND_OPS(ZEROCLIP_DETAIL_NO_OP, ZEROCLIP_DETAIL_OPT_TRAIT, ~)
 #undef ZEROCLIP_DETAIL_OPT_TRAIT
+
+namespace detail {
+template <class B, class = void>
+struct has_image_group : std::false_type {};
+template <class B>
+struct has_image_group<B, std::enable_if_t<std::is_same_v<decltype(std::declval<const B&>().image_group()), int64_t>>>
+    : std::true_type {};
+}  // namespace detail
+
+/// How many of `batch` images to run through a convolutional trunk at once: be.image_group() (at
+/// least 1) where B has it, so that the activations held are those of a few images (a CPU loses
+/// little speed on them); the whole batch otherwise (a GPU wants large batches).
+template <class B>
+int64_t image_group_size(const B& be, int64_t batch) {
+    if constexpr (detail::has_image_group<B>::value) {
+        const int64_t group = be.image_group();
+        return group > 0 ? std::min(group, batch) : batch;
+    } else {
+        (void)be;
+        return batch;
+    }
+}
 
 }  // namespace zeroclip
 
