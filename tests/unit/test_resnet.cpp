@@ -129,7 +129,7 @@ TEST_CASE("tiny-rn: the convolutions run on groups of images give the whole batc
     auto ref = load_reference("tiny-rn");
     REQUIRE(ref.pixels.dim(0) == 10);
     for (precision p : {precision::fp32, precision::int8}) {
-        INFO(precision_name(p));
+        INFO(std::string(precision_name(p)));
         const model whole = load_model(tiny_rn_file(), cpu_backend(cpu_options{p, true, /*image_group=*/0}));
         const tensor want = whole.encode_image(ref.pixels);
         for (int64_t group : {1, 3, 4}) {
