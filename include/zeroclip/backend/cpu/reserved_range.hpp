@@ -3,15 +3,23 @@
 //! weight, so no read through the tensor can go out of bounds, of which only the first bytes (the
 //! other form) are ever written. The range is reserved, not committed: the pages past those bytes
 //! are never touched and never resident. Each kind of holder (`Holder`) has a registry of its
-//! ranges, so an op given a tensor finds the holder whose range its data lies in.
+//! ranges, so an op given a tensor finds the holder whose range its data lies in. A form that is
+//! not one block of bytes (a convolution's Winograd transform: sixteen packed operands) is held
+//! beside a range no one writes (form_tensor).
 #pragma once
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
+#include <utility>
+
+#include "../../error.hpp"
+#include "../../tensor.hpp"
 
 namespace zeroclip::detail::cpu {
 
@@ -65,5 +73,42 @@ private:
     size_t bytes_;
     void* data_ = nullptr;
 };
+
+namespace reserved_range_detail {
+template <class Form>
+struct form_holder {
+    Form form;
+    reserved_range<form_holder> range;
+    form_holder(Form f, size_t bytes) : form(std::move(f)), range(bytes, this) {}
+    size_t range_bytes() const { return range.bytes(); }
+};
+}  // namespace reserved_range_detail
+
+/// A tensor of `shape` standing for `form`, a weight laid out for the backend's products, in place
+/// of the weight: its owner keeps `form` alive and its floats are never written, so only the form
+/// is resident. Its values are opaque (they read as zeros); form_of<Form> gets the form back.
+template <class Form>
+tensor form_tensor(shape_t shape, Form form) {
+    const auto bytes = static_cast<size_t>(shape_numel(shape)) * sizeof(float);
+    auto holder = std::make_shared<const reserved_range_detail::form_holder<Form>>(std::move(form), bytes);
+    const auto* base = static_cast<const float*>(holder->range.data());
+    return tensor::view(std::move(shape), std::move(holder), base);
+}
+
+/// The form `t` stands for when form_tensor<Form> made it, or null when t lies in no such tensor.
+/// errc::invalid_argument for a part of one (a slice, a reshape to fewer values): the values it
+/// would read are not kept.
+template <class Form>
+const Form* form_of(const tensor& t) {
+    if (t.empty()) return nullptr;
+    const auto* holder = reserved_range<reserved_range_detail::form_holder<Form>>::containing(t.data());
+    if (!holder) return nullptr;
+    if (t.data() != holder->range.data() ||
+        std::max<size_t>(static_cast<size_t>(t.numel()) * sizeof(float), 1) != holder->range_bytes())
+        ZEROCLIP_THROW(errc::invalid_argument, "a part (shape " + shape_to_string(t.shape()) +
+                                                   ") of a prepared weight was passed to an op: a prepared weight is "
+                                                   "used whole, its float values are not kept");
+    return &holder->form;
+}
 
 }  // namespace zeroclip::detail::cpu
