@@ -12,6 +12,7 @@
 #include <map>
 #include <string>
 #include <vector>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zeroclip/io/npy.hpp>
 #include <zeroclip/tensor.hpp>
@@ -44,6 +45,18 @@ inline bool have_fixture(const std::string& path) {
 }
 
 inline std::string source_dir() { return ZEROCLIP_SOURCE_DIR; }
+
+/// Bytes of the pages of [p, p + bytes) that are resident in memory (mincore): what a tensor's
+/// values cost, unlike the process's RSS untouched by other tests.
+inline size_t resident_bytes(const void* p, size_t bytes) {
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+    const size_t pages = (reinterpret_cast<uintptr_t>(p) + bytes - first + page - 1) / page;
+    std::vector<unsigned char> in_core(pages);
+    if (::mincore(reinterpret_cast<void*>(first), pages * page, in_core.data()) != 0) return SIZE_MAX;
+    const auto resident = std::count_if(in_core.begin(), in_core.end(), [](unsigned char c) { return c & 1; });
+    return static_cast<size_t>(resident) * page;
+}
 
 /// A fixture model's official float64 outputs (models/<model>/reference.npz) and the inputs they
 /// were computed from.

@@ -13,6 +13,7 @@
 //
 // Threads: OMP_NUM_THREADS (the script sets 2).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <zeroclip/zeroclip.hpp>
 
@@ -51,6 +52,16 @@ std::vector<double> time_calls(int warmup, int reps, const std::function<void()>
         ms.push_back(now_ms() - t0);
     }
     return ms;
+}
+
+/// The resident set now (/proc/self/statm), to tell a load's peak from what stays.
+double rss_now_mib() {
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        std::fclose(f);
+    }
+    return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
 double peak_rss_mib() {
@@ -173,6 +184,7 @@ int main(int argc, char** argv) try {
     const zeroclip::model model = zeroclip::load_model(model_path, zeroclip::cpu_backend(zeroclip::cpu_options{precision}));
     out["load_ms"] = now_ms() - t0;
     out["rss_after_load_mib"] = peak_rss_mib();
+    out["rss_held_after_load_mib"] = rss_now_mib();
     out["dtype"] = model.weight_dtype();
     out["precision"] = zeroclip::precision_name(precision);
     {  // the kernels this run uses (cpu_features.hpp; ZEROCLIP_CPU_PATH caps them)

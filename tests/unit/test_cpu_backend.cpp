@@ -167,7 +167,8 @@ TEST_CASE("cpu backend: convolution weights laid out at first use follow the wei
             CHECK(rel_err(be.conv2d(x, w, b, 1, pad), reference_conv(x, w, b, 1, pad)) < 1e-5);
         }
         tensor w = random_tensor({8, 64, k, k}, rng);
-        be.prepare_conv2d(w, 1, pad);
+        const tensor prepared = be.prepare_conv2d(w, 1, pad);  // w itself stays usable, unprepared
+        CHECK(rel_err(be.conv2d(x, prepared, b, 1, pad), reference_conv(x, w, b, 1, pad)) < 1e-5);
         CHECK(rel_err(be.conv2d(x, w, b, 1, pad), reference_conv(x, w, b, 1, pad)) < 1e-5);
         const tensor half = w.slice_rows(0, 4), half_b = b.slice_rows(0, 4);  // same address and owner
         CHECK(rel_err(be.conv2d(x, half, half_b, 1, pad), reference_conv(x, half, half_b, 1, pad)) < 1e-5);

@@ -418,11 +418,12 @@ TEST_CASE("precision: the backend's convolutions (1x1, 3x3, the stem's strided o
         const tensor res = test_util::random_tensor(r, {n, cc.o, ho, wo});
         const tensor want = fp32.conv2d(x, w, b, cc.stride, cc.pad), want_relu = fp32.conv2d_relu(x, w, b, cc.stride, cc.pad);
         const tensor want_add = fp32.conv2d_add_relu(x, w, b, cc.stride, cc.pad, res);
-        for (precision prec : {precision::int8, precision::bf16}) {  // the same weight under both: one cache entry each
+        for (precision prec : {precision::int8, precision::bf16}) {  // the same weight prepared under both
             const cpu_backend be(cpu_options{prec});
-            be.prepare_conv2d(w, cc.stride, cc.pad);
-            const tensor got = be.conv2d(x, w, b, cc.stride, cc.pad), got_relu = be.conv2d_relu(x, w, b, cc.stride, cc.pad);
-            const tensor got_add = be.conv2d_add_relu(x, w, b, cc.stride, cc.pad, res);
+            const tensor pw = be.prepare_conv2d(w, cc.stride, cc.pad);
+            const tensor got = be.conv2d(x, pw, b, cc.stride, cc.pad), got_relu = be.conv2d_relu(x, pw, b, cc.stride, cc.pad);
+            const tensor got_add = be.conv2d_add_relu(x, pw, b, cc.stride, cc.pad, res);
+            CHECK(std::equal(got.begin(), got.end(), be.conv2d(x, w, b, cc.stride, cc.pad).begin()));  // unprepared: the same
             // The very bits of lowp_conv on the path the backend picks.
             const cpu::isa path = cpu::lowp_conv_path(prec);
             const cpu::lowp_conv_weight cw(w.data(), cc.o, cc.c, cc.k, cc.k, prec);
@@ -447,6 +448,69 @@ TEST_CASE("precision: the backend's convolutions (1x1, 3x3, the stem's strided o
             CHECK(err_add <= 0.02 * norm);
             for (int64_t i = 0; i < want_relu.numel(); ++i) REQUIRE(std::fabs(want_relu[i] - got_relu[i]) <= 0.02 * norm);
         }
+    }
+}
+
+TEST_CASE("precision: convolution weights prepared at load give the unprepared bits, with no float32 copy resident") {
+    // Every form: fp32 Winograd (3x3 stride 1, >= 32 channels), fp32 packed (strided, 1x1, few
+    // channels), and whatever int8 / bf16 make of each kind of convolution.
+    struct shape {
+        int64_t n, c, h, w, o, k, stride, pad;
+    };
+    const shape shapes[] = {{2, 64, 9, 11, 40, 3, 1, 1}, {2, 48, 12, 9, 24, 3, 2, 1}, {3, 37, 6, 5, 70, 1, 1, 0},
+                            {2, 3, 17, 19, 16, 3, 2, 1}, {1, 512, 4, 4, 512, 3, 1, 1}};
+    for (precision prec : {precision::fp32, precision::int8, precision::bf16}) {
+        const cpu_backend be(cpu_options{prec});
+        for (const shape& s : shapes) {
+            INFO(std::string(precision_name(prec)) << " c " << s.c << " o " << s.o << " k " << s.k << " stride " << s.stride);
+            test_util::rng r(static_cast<uint64_t>(s.c * 100 + s.o));
+            const tensor x = test_util::random_tensor(r, {s.n, s.c, s.h, s.w});
+            const tensor w = test_util::random_tensor(r, {s.o, s.c, s.k, s.k}, 0.0f, 0.05f), b = test_util::random_tensor(r, {s.o});
+            const int64_t ho = (s.h + 2 * s.pad - s.k) / s.stride + 1, wo = (s.w + 2 * s.pad - s.k) / s.stride + 1;
+            const tensor res = test_util::random_tensor(r, {s.n, s.o, ho, wo});
+            const tensor prepared = be.prepare_conv2d(w, s.stride, s.pad);
+            REQUIRE(prepared.shape() == w.shape());
+            const tensor want = be.conv2d(x, w, b, s.stride, s.pad), got = be.conv2d(x, prepared, b, s.stride, s.pad);
+            const tensor want_add = be.conv2d_add_relu(x, w, b, s.stride, s.pad, res);
+            const tensor got_add = be.conv2d_add_relu(x, prepared, b, s.stride, s.pad, res);
+            CHECK(std::equal(want.begin(), want.end(), got.begin()));
+            CHECK(std::equal(want_add.begin(), want_add.end(), got_add.begin()));
+            if (prepared.data() == w.data()) {  // no form for it in this build: w itself
+                CHECK(!cpu::has_prepacked_gemm);
+                continue;
+            }
+            // Not the float32 storage, and none of its pages resident: only the form is kept.
+            CHECK(prepared.owner() != w.owner());
+            CHECK(test_util::resident_bytes(prepared.data(), static_cast<size_t>(prepared.numel()) * sizeof(float)) == 0);
+            CHECK(be.prepare_conv2d(prepared, s.stride, s.pad).data() == prepared.data());  // already prepared
+            // Its values are gone: a part of it, or another stride, is refused rather than read as zeros.
+            CHECK_THROWS_AS(be.conv2d(x, prepared.slice_rows(0, 1), b.slice_rows(0, 1), s.stride, s.pad), zeroclip::error);
+            CHECK_THROWS_AS(be.conv2d(x, prepared, b, s.stride + 1, s.pad), zeroclip::error);
+        }
+    }
+}
+
+TEST_CASE("precision: nn::conv2d holds the backend's prepared weight in place of the folded float32 one") {
+    test_util::rng r(5);
+    const int64_t o = 64, c = 64;
+    tensor var = test_util::random_tensor(r, {o});
+    for (float& v : var) v = 0.5f + std::fabs(v);
+    const weight_source ws(std::map<std::string, tensor>{{"conv.weight", test_util::random_tensor(r, {o, c, 3, 3}, 0.0f, 0.05f)},
+                                                         {"bn.weight", test_util::random_tensor(r, {o}, 1.0f, 0.1f)},
+                                                         {"bn.bias", test_util::random_tensor(r, {o})},
+                                                         {"bn.running_mean", test_util::random_tensor(r, {o})},
+                                                         {"bn.running_var", var}},
+                           "<test>");
+    const tensor x = test_util::random_tensor(r, {2, c, 7, 6});
+    for (precision prec : {precision::fp32, precision::int8}) {
+        INFO(std::string(precision_name(prec)));
+        const cpu_backend be(cpu_options{prec});
+        const auto conv = nn::conv2d<cpu_backend>::load_with_batch_norm(ws.scope("conv"), ws.scope("bn"), be, o, c, 3, 1, 1);
+        REQUIRE(conv.weight.shape() == shape_t({o, c, 3, 3}));
+        if (!cpu::has_prepacked_gemm) continue;  // a 3x3 weight may have no form (and stay as it is)
+        CHECK(test_util::resident_bytes(conv.weight.data(), static_cast<size_t>(conv.weight.numel()) * sizeof(float)) == 0);
+        CHECK_THROWS_AS(be.conv2d(x, conv.weight.slice_rows(0, 1), conv.bias.slice_rows(0, 1), 1, 1), zeroclip::error);
+        (void)conv.forward_relu(be, x);  // runs on the prepared form
     }
 }
 

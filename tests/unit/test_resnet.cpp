@@ -122,6 +122,26 @@ TEST_CASE("tiny-rn: one image at a time gives the batch's embeddings") {
     }
 }
 
+TEST_CASE("tiny-rn: the convolutions run on groups of images give the whole batch's bits") {
+    // cpu_options::image_group splits the batch for the stem and the first stages (group 1: the
+    // stem only; 3 and 4: the stem and two stages of tiny-rn), the rest take the gathered maps;
+    // every kernel computes an image's values from it alone.
+    auto ref = load_reference("tiny-rn");
+    REQUIRE(ref.pixels.dim(0) == 10);
+    for (precision p : {precision::fp32, precision::int8}) {
+        INFO(std::string(precision_name(p)));
+        const model whole = load_model(tiny_rn_file(), cpu_backend(cpu_options{p, true, /*image_group=*/0}));
+        const tensor want = whole.encode_image(ref.pixels);
+        for (int64_t group : {1, 3, 4}) {
+            INFO("group " << group);
+            const model grouped = load_model(tiny_rn_file(), cpu_backend(cpu_options{p, true, group}));
+            const tensor got = grouped.encode_image(ref.pixels);
+            REQUIRE(got.shape() == want.shape());
+            CHECK(std::equal(want.begin(), want.end(), got.begin()));
+        }
+    }
+}
+
 TEST_CASE("ResNet checkpoints of the wrong architecture are refused with the tensor named") {
     auto file = safetensors_file::open(tiny_rn_file());
     std::map<std::string, tensor_to_write> tensors;

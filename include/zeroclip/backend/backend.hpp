@@ -21,14 +21,22 @@
 //!              conv2d_relu(x, w, b, stride, pad)                relu(conv2d(...))
 //!              conv2d_add_relu(x, w, b, stride, pad, residual)  relu(conv2d(...) + residual)
 //!  preparation (optional, called once at load)
-//!              prepare_conv2d(w, stride, pad)  lay a convolution's weight out for the backend's
-//!                                              products now rather than at its first use
+//!              prepare_conv2d(w, stride, pad) -> w'  a convolution's weight laid out for the
+//!                                              backend's products (for that stride and pad), to
+//!                                              hold in place of w
 //!              prepare_linear(w) -> w'         a linear's weight in the form (and precision) the
 //!                                              backend's products read, to hold in place of w
+//!              prepare_embedding(t) -> t'      an embedding table in the form gather_rows reads
+//!                                              (smaller where that loses nothing), in place of t
+//!
+//!  property    (optional) image_group() -> int64_t  how many images models/resnet.hpp runs
+//!              through its convolutions at once (image_group_size below); the whole batch where
+//!              a backend has none
 //!
 //! Shapes are row-major with the batch first; "rows" means all leading dimensions flattened.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -71,8 +79,9 @@
                                                       int64_t))                                                \
     OPT(CTX, has_conv2d_add_relu_v, tensor, conv2d_add_relu, (const tensor&, const tensor&, const tensor&,     \
                                                               int64_t, int64_t, const tensor&))                \
-    OPT(CTX, has_prepare_conv2d_v, void, prepare_conv2d, (const tensor&, int64_t, int64_t))                   \
-    OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))
+    OPT(CTX, has_prepare_conv2d_v, tensor, prepare_conv2d, (const tensor&, int64_t, int64_t))                 \
+    OPT(CTX, has_prepare_linear_v, tensor, prepare_linear, (const tensor&))                                    \
+    OPT(CTX, has_prepare_embedding_v, tensor, prepare_embedding, (const tensor&))
 
 namespace zeroclip {
 
@@ -127,6 +136,28 @@ inline constexpr bool is_backend_v = detail::has_all_ops_v<B>;
     inline constexpr bool TRAIT = detail::has_op_##NAME<B>::value;
 ZEROCLIP_BACKEND_OPS(ZEROCLIP_DETAIL_NO_OP, ZEROCLIP_DETAIL_OPT_TRAIT, ~)
 #undef ZEROCLIP_DETAIL_OPT_TRAIT
+
+namespace detail {
+template <class B, class = void>
+struct has_image_group : std::false_type {};
+template <class B>
+struct has_image_group<B, std::enable_if_t<std::is_same_v<decltype(std::declval<const B&>().image_group()), int64_t>>>
+    : std::true_type {};
+}  // namespace detail
+
+/// How many of `batch` images to run through a convolutional trunk at once: be.image_group() (at
+/// least 1) where B has it, so that the activations held are those of a few images (a CPU loses
+/// little speed on them); the whole batch otherwise (a GPU wants large batches).
+template <class B>
+int64_t image_group_size(const B& be, int64_t batch) {
+    if constexpr (detail::has_image_group<B>::value) {
+        const int64_t group = be.image_group();
+        return group > 0 ? std::min(group, batch) : batch;
+    } else {
+        (void)be;
+        return batch;
+    }
+}
 
 }  // namespace zeroclip
 

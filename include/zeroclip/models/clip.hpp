@@ -30,12 +30,15 @@ public:
     explicit clip_model(const checkpoint& ckpt, Backend backend = Backend())
         : backend_(std::move(backend)), config_(ckpt.config), source_(ckpt.path), dtype_(ckpt.weight_dtype) {
         const weight_source& ws = ckpt.weights;
+        // The text tower first: its token table is the largest single float32 weight made at load
+        // (97 MiB at width 512, before the backend shrinks it), so it is made while little else is
+        // resident and does not set the load's peak memory.
+        text_ = text_transformer<Backend>::load(ws, backend_, config_.text, config_.embed_dim);
         if (config_.vision.is_resnet())
             visual_ = modified_resnet<Backend>::load(ws.scope("visual"), backend_, config_.vision, config_.embed_dim);
         else
             visual_ = vision_transformer<Backend>::load(ws.scope("visual"), backend_, config_.vision,
                                                         config_.embed_dim);
-        text_ = text_transformer<Backend>::load(ws, backend_, config_.text, config_.embed_dim);
         const zeroclip::tensor scale = ws.find("logit_scale");  // host tensor (not Backend::tensor)
         if (scale.numel() != 1)
             ZEROCLIP_THROW(errc::shape, ws.file() + ": tensor 'logit_scale' has shape " +

@@ -29,6 +29,7 @@ struct text_transformer {
         text_transformer m;
         m.cfg = c;
         m.token_embedding = be.upload(ws.get("token_embedding.weight", {c.vocab_size, w}));
+        if constexpr (has_prepare_embedding_v<Backend>) m.token_embedding = be.prepare_embedding(m.token_embedding);
         m.positional_embedding = be.upload(ws.get("positional_embedding", {c.context_length, w}));
         m.resblocks = nn::load_resblocks(ws.scope("transformer"), be, c.layers, w, c.heads, c.mlp_width, c.act,
                                          c.layer_norm_eps);

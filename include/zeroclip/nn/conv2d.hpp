@@ -16,7 +16,8 @@ inline constexpr double batch_norm_eps = 1e-5;
 template <class Backend>
 struct conv2d {
     using tensor = typename Backend::tensor;
-    tensor weight;  // (out, in, kernel, kernel): the convolution scaled by the batch norm
+    tensor weight;  // (out, in, kernel, kernel): the convolution scaled by the batch norm, or the
+                    // backend's prepared form of it (prepare_conv2d), which replaces it
     tensor bias;    // (out): the batch norm's shift
     int64_t stride = 1;
     int64_t pad = 0;
@@ -39,7 +40,8 @@ struct conv2d {
             shift[o] = static_cast<float>(beta[o] - mean[o] * s);
         }
         conv2d layer{be.upload(folded), be.upload(shift), stride, pad};
-        if constexpr (has_prepare_conv2d_v<Backend>) be.prepare_conv2d(layer.weight, stride, pad);
+        // Replaced, not kept beside: the folded float32 copy is freed when `folded` goes.
+        if constexpr (has_prepare_conv2d_v<Backend>) layer.weight = be.prepare_conv2d(layer.weight, stride, pad);
         return layer;
     }
 

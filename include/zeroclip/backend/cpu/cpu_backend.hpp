@@ -26,10 +26,12 @@
 #include <vector>
 
 #include "alloc.hpp"
+#include "compact_table.hpp"
 #include "gemm.hpp"
 #include "lowp_conv.hpp"
 #include "parallel.hpp"
 #include "prepared_linear.hpp"
+#include "reserved_range.hpp"
 #include "vec.hpp"
 #include "weight_cache.hpp"
 #include "winograd.hpp"
@@ -50,6 +52,10 @@ struct cpu_options {
     /// weight at a time (io/weights.hpp), so the packed and unpacked copies of a model never
     /// coexist; false keeps the weights as loaded (memory-mapped in place for an F32 file).
     bool pack_fp32_at_load = true;
+    /// Images a ResNet runs through its stem and first stages at a time (backend.hpp,
+    /// image_group_size; models/resnet.hpp; 0: the whole batch): their maps are then a group's,
+    /// not a batch's (51 MiB a layer1 map at 16 images). The results are the same.
+    int64_t image_group = 4;
 };
 
 /// E.g. `zeroclip::load_model(path, cpu_backend(cpu_options{precision::int8}))` for an int8 model.
@@ -61,6 +67,8 @@ public:
     cpu_backend() = default;
     explicit cpu_backend(cpu_options options) : options_(options) {}
     const cpu_options& options() const { return options_; }
+    /// options().image_group: the property image_group_size reads (backend.hpp).
+    int64_t image_group() const { return options_.image_group; }
 
     using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using map = Eigen::Map<matrix>;
@@ -89,6 +97,13 @@ public:
         const bool pack = options_.precision != precision::fp32 || options_.pack_fp32_at_load;
         if (!pack || !detail::cpu::can_prepare(options_.precision) || detail::cpu::find_prepared(w).weight) return w;
         return detail::cpu::prepare_linear_weight(w, options_.precision);
+    }
+
+    /// An embedding table (rows, width) for gather_rows, in 16 bits a value where that gives the
+    /// same floats (a checkpoint stored in F16 or BF16), or in int8/bf16 precision rounded to bf16
+    /// (compact_table.hpp): the result replaces the table and is opaque to all other ops.
+    tensor prepare_embedding(const tensor& table) const {
+        return detail::cpu::compact_table_weight(table, options_.precision != precision::fp32);
     }
 
     /// y = x · w: x (M, K), w (K, N) (the layout of CLIP's `proj` and `text_projection`).
@@ -121,13 +136,17 @@ public:
         product_nt(x, w, y, ep);
     }
 
-    /// Lays out a convolution's weight for conv2d now (and keeps it): the Winograd transform of a
-    /// 3×3 weight, the packed product operand of the others; in int8 or bf16 precision the weight
-    /// quantised in that precision instead (lowp_conv.hpp), no float32 copy. The first forward
-    /// pass then does not pay for it, nor does any later one.
-    void prepare_conv2d(const tensor& w, int64_t stride, int64_t pad) const {
+    /// w (O, C, kh, kw), a convolution's weight, laid out once for conv2d with this stride and pad,
+    /// in place of w: a tensor of w's shape standing for the form the products read (the Winograd
+    /// transform of a 3×3 stride-1 weight, the packed operand of the others, the int8 or bf16 form
+    /// in those precisions), no float32 copy kept. Opaque to all other ops; w itself where this
+    /// build has no such form (fp32 without AVX2).
+    tensor prepare_conv2d(const tensor& w, int64_t stride, int64_t pad) const {
         ZEROCLIP_ASSERT(w.ndim() == 4);
-        (void)prepared_conv_weight(w, stride, pad);
+        if (detail::cpu::form_of<conv_weight>(w)) return w;
+        conv_weight form = prepared_conv_weight(w, stride, pad);
+        if (form.empty()) return w;
+        return detail::cpu::form_tensor(w.shape(), std::move(form));
     }
 
     /// relu(conv2d(x, w, b, stride, pad)).
@@ -207,6 +226,11 @@ public:
     tensor gather_rows(const tensor& table, const std::vector<int64_t>& index) const {
         const int64_t w = table.shape().back();
         tensor y = make({static_cast<int64_t>(index.size()), w});
+        if (const auto* compact = detail::cpu::compact_table::containing(table.data());
+            compact && compact->base() == table.data() && compact->cols() == w) {
+            compact->gather(index, y.data());
+            return y;
+        }
         for (size_t i = 0; i < index.size(); ++i)
             std::copy_n(table.data() + index[i] * w, w, y.data() + static_cast<int64_t>(i) * w);
         return y;
@@ -385,7 +409,8 @@ private:
         ep.bias = b.empty() ? nullptr : b.data();
         ep.residual = residual ? residual->data() : nullptr;
         ep.activation = act;
-        const conv_weight prepared = prepared_conv_weight(w, stride, pad);
+        const std::shared_ptr<const conv_weight> form = conv_form(w, stride, pad);
+        const conv_weight& prepared = *form;
         if (prepared.lowp) {
             detail::cpu::lowp_conv(detail::cpu::lowp_conv_path(options_.precision), *prepared.lowp, x.data(), n, h, wd,
                                    stride, pad, ep.bias, ep.residual, act, y.data());
@@ -407,37 +432,61 @@ private:
         return y;
     }
 
-    /// A convolution weight as conv() uses it, made once per weight (weight_cache.hpp).
+    /// A convolution weight as conv() reads it: each form made for it, for one stride and pad.
+    /// conv() dispatches on which form is there.
     struct conv_weight {
         std::shared_ptr<const detail::cpu::lowp_conv_weight> lowp;  // int8 / bf16: every convolution
 #ifdef ZEROCLIP_CPU_AVX2
         std::shared_ptr<const detail::cpu::winograd_weights> winograd;
 #endif
         std::shared_ptr<const detail::cpu::prepacked_a> packed;
+        int64_t stride = 1, pad = 0;
+
+        bool empty() const {
+#ifdef ZEROCLIP_CPU_AVX2
+            if (winograd) return false;
+#endif
+            return !lowp && !packed;
+        }
     };
     conv_weight prepared_conv_weight(const tensor& w, int64_t stride, int64_t pad) const {
         const int64_t o = w.dim(0), c = w.dim(1), kh = w.dim(2), kw = w.dim(3);
         conv_weight cw;
+        cw.stride = stride, cw.pad = pad;
         const precision prec = options_.precision;
-        if (prec != precision::fp32) {  // one entry per precision; stride and pad are the call's
-            cw.lowp = detail::cpu::prepared_weight<detail::cpu::lowp_conv_weight>(
-                w.data(), w.owner(), o, c * kh * kw, static_cast<int64_t>(prec),
-                [&] { return detail::cpu::lowp_conv_weight(w.data(), o, c, kh, kw, prec); });
-            ZEROCLIP_ASSERT(cw.lowp->in_channels() == c && cw.lowp->kernel_h() == kh && cw.lowp->kernel_w() == kw);
+        if (prec != precision::fp32) {  // every convolution, whatever its kernel size, stride and pad
+            cw.lowp = std::make_shared<const detail::cpu::lowp_conv_weight>(w.data(), o, c, kh, kw, prec);
             return cw;
         }
 #ifdef ZEROCLIP_CPU_AVX2
         if (detail::cpu::winograd_applies(c, kh, kw, stride, pad)) {
-            cw.winograd = detail::cpu::prepared_weight<detail::cpu::winograd_weights>(
-                w.data(), w.owner(), o, c * 9, [&] { return detail::cpu::winograd_prepare(w.data(), o, c); });
+            cw.winograd =
+                std::make_shared<const detail::cpu::winograd_weights>(detail::cpu::winograd_prepare(w.data(), o, c));
             return cw;
         }
-        cw.packed = detail::cpu::prepared_weight<detail::cpu::prepacked_a>(
-            w.data(), w.owner(), o, c * kh * kw, [&] { return detail::cpu::prepack_a(w.data(), o, c * kh * kw); });
+        cw.packed = std::make_shared<const detail::cpu::prepacked_a>(detail::cpu::prepack_a(w.data(), o, c * kh * kw));
 #else
         (void)w, (void)stride, (void)pad, (void)o, (void)c, (void)kh, (void)kw;
 #endif
         return cw;
+    }
+
+    /// The form conv() reads w in: the one w stands for if prepare_conv2d made it (for the same
+    /// stride and pad: its float values are gone), else one made at w's first use and kept while
+    /// w's memory lives (weight_cache.hpp: tests and callers may pass a weight as loaded).
+    std::shared_ptr<const conv_weight> conv_form(const tensor& w, int64_t stride, int64_t pad) const {
+        if (const conv_weight* form = detail::cpu::form_of<conv_weight>(w)) {
+            if (form->stride != stride || form->pad != pad)
+                ZEROCLIP_THROW(errc::invalid_argument,
+                               "conv2d: a weight prepared for stride " + std::to_string(form->stride) + ", pad " +
+                                   std::to_string(form->pad) + " was used with stride " + std::to_string(stride) +
+                                   ", pad " + std::to_string(pad));
+            return std::shared_ptr<const conv_weight>(w.owner(), form);  // kept alive by w
+        }
+        // One entry per precision, stride and pad: backends of different precisions may share a weight.
+        const int64_t variant = (static_cast<int64_t>(options_.precision) << 40) | (stride << 20) | pad;
+        return detail::cpu::prepared_weight<conv_weight>(w.data(), w.owner(), w.dim(0), w.numel() / w.dim(0), variant,
+                                                         [&] { return prepared_conv_weight(w, stride, pad); });
     }
 
     /// Per (sample, head), on one thread each: scores = q·kᵀ (a product on the strided rows of q
@@ -478,6 +527,7 @@ ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, linear_add_);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, conv2d_relu);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_conv2d);
 ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_linear);
+ZEROCLIP_CHECK_OPTIONAL_OP(cpu_backend, prepare_embedding);
 
 /// The CPU backend's first name, kept so code written against 0.1 still compiles.
 using cpu_eigen = cpu_backend;

@@ -59,11 +59,15 @@ constexpr int64_t mr_stride = 6; // floats per k in a packed tile of A
 
 /// How the rows of A are cut into tiles: 6 rows each, with 5-row tiles (first) taking up the
 /// remainder — every M ≥ 20 is a sum of 6s and 5s — so no tile computes rows that do not exist.
+/// The count of tiles is even where six more fives make it so: the AVX-512F kernel takes tiles
+/// in pairs and a lone last tile runs at half its rate (M = 50, a ViT's 50 tokens: 10 × 5 rows,
+/// not 4 × 5 + 5 × 6). The AVX2 kernel does the same FMAs either way.
 struct tile_plan {
     int64_t m = 0, fives = 0, tiles = 0;
     explicit tile_plan(int64_t rows) : m(rows) {
         if (m >= 20) {
             fives = (6 - m % 6) % 6;  // 5·fives ≡ m (mod 6)
+            if ((fives + (m - 5 * fives) / 6) % 2 == 1 && m >= 5 * (fives + 6)) fives += 6;
             tiles = fives + (m - 5 * fives) / 6;
         } else {
             tiles = (m + 5) / 6;
@@ -80,7 +84,7 @@ struct tile_plan {
 struct tile_store {
     float* c;
     int64_t ldc;
-    int64_t cols;  // columns of C that exist (≤ 16)
+    int64_t cols;  // columns of C that exist (≤ 16 a panel)
     bool overwrite;
     bool fused = false;
     const float* bias = nullptr;  // at the tile: bias[i] per row i, or bias[0..16) per column
@@ -368,10 +372,11 @@ inline void pack_a(const float* A, int64_t lda, const packed_a& at, bool paralle
 }
 
 /// The loops of a block task, whichever the kernel: K in blocks, tiles of A in groups of ≤ 24
-/// (≤ 144 rows · kb: ≤ 144 KiB of L2) while a panel of B is in L1. `run(t, count, p, kb, bp, st)`
-/// computes `count` (≤ Step) tiles of A from tile t, K rows [p, p + kb), against the panel at bp,
-/// into st (the epilogue set in st for the last K block).
-template <int Step, class PackB, class Run>
+/// (≤ 144 rows · kb: ≤ 144 KiB of L2) while ≤ Panels panels of B are in L1. `run(t, count, p, kb,
+/// bp, st)` computes `count` (≤ Step) tiles of A from tile t, K rows [p, p + kb), against the
+/// panels from bp (the next one 16·kb floats on; st.cols ≤ 16·Panels columns exist), into st (the
+/// epilogue set in st for the last K block).
+template <int Step, int Panels, class PackB, class Run>
 inline void block_loops(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
                         int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual, Run&& run) {
     const tile_plan& plan = *a.plan;
@@ -388,12 +393,12 @@ inline void block_loops(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, i
         else panels_at = pack(p, kb, packed);
         for (int64_t g0 = t0; g0 < t1; g0 += group) {
             const int64_t g1 = std::min(t1, g0 + group);
-            for (int64_t jp = 0; jp < panels; ++jp) {
+            for (int64_t jp = 0; jp < panels; jp += Panels) {
                 const float* bp = panels_at + jp * 16 * kb;
                 const int64_t j = n0 + 16 * jp;
                 for (int64_t t = g0; t < g1; t += Step) {
                     const int64_t row0 = plan.row0(t);
-                    tile_store st{C + row0 * ldc + j, ldc, std::min<int64_t>(16, n1 - j), overwrite};
+                    tile_store st{C + row0 * ldc + j, ldc, std::min<int64_t>(16 * Panels, n1 - j), overwrite};
                     if (last && fuse) {
                         st.fused = true;
                         if (ep.bias) st.bias = bias_per_row ? ep.bias + row0 : ep.bias + j;
@@ -417,7 +422,7 @@ inline void block_loops(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, i
 template <class PackB>
 inline void block_task_avx2(const packed_a& a, int64_t t0, int64_t t1, int64_t n0, int64_t n1, PackB&& pack, float* C,
                             int64_t ldc, const epilogue& ep, bool bias_per_row, const float* residual) {
-    block_loops<1>(a, t0, t1, n0, n1, std::forward<PackB>(pack), C, ldc, ep, bias_per_row, residual,
+    block_loops<1, 1>(a, t0, t1, n0, n1, std::forward<PackB>(pack), C, ldc, ep, bias_per_row, residual,
                    [&](int64_t t, int64_t, int64_t p, int64_t kb, const float* bp, const tile_store& st) {
                        run_kernel(a.plan->rows(t), kb, a.tile(p, kb, t), bp, st);
                    });

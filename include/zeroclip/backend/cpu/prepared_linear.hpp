@@ -3,55 +3,37 @@
 //! unprepared product), bf16 panels or int8 panels with per-channel scales.
 //!
 //! A prepared weight is still a `tensor` of shape (N, K), so nn/ code holds and slices it as
-//! before; its memory is an address range of N·K floats (never less, so no read through it can go
-//! out of bounds) whose first bytes hold the packed form. The range is reserved, not committed:
-//! the pages past the packed form are never touched and never resident, so an int8 weight costs
-//! a quarter of the float32 memory. cpu_backend recognises a prepared weight, or a slice of
-//! rows of one (attention's q, k, v parts of in_proj), by its address (find_prepared). Its
-//! values are opaque: only the backend's linear ops may read it.
+//! before; its memory is a reserved range of N·K floats whose first bytes hold the packed form
+//! (reserved_range.hpp), so an int8 weight costs a quarter of the float32 memory. cpu_backend
+//! recognises a prepared weight, or a slice of rows of one (attention's q, k, v parts of
+//! in_proj), by its address (find_prepared). Its values are opaque: only the backend's linear ops
+//! may read it.
 #pragma once
 
-#include <sys/mman.h>
-
-#include <map>
+#include <algorithm>
 #include <memory>
-#include <mutex>
-#include <new>
+#include <vector>
 
 #include "../../tensor.hpp"
 #include "../precision.hpp"
 #include "bf16_gemm.hpp"
 #include "gemm.hpp"
 #include "int8_gemm.hpp"
+#include "reserved_range.hpp"
 
 namespace zeroclip::detail::cpu {
 
 /// One prepared weight (N, K) and the memory range it owns.
 class prepared_linear {
 public:
-    prepared_linear(const float* w, int64_t n, int64_t k, precision p) : n_(n), k_(k), precision_(p) {
-        size_t need = prepacked_bt_floats(n, k) * sizeof(float);
-        if (p == precision::int8) need = int8_weights::bytes(n, k);
-        if (p == precision::bf16) need = bf16_weights::bytes(n, k);
-        bytes_ = std::max(need, static_cast<size_t>(n * k) * sizeof(float));
-        void* m = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED) throw std::bad_alloc();
-        mem_ = m;
-        if (p == precision::int8) int8_prepare(w, n, k, mem_, int8_);
-        else if (p == precision::bf16) bf16_prepare(w, n, k, mem_, bf16_);
+    prepared_linear(const float* w, int64_t n, int64_t k, precision p)
+        : n_(n), k_(k), precision_(p), mem_(std::max(bytes_used(), static_cast<size_t>(n * k) * sizeof(float)), this) {
+        if (p == precision::int8) int8_prepare(w, n, k, mem_.data(), int8_);
+        else if (p == precision::bf16) bf16_prepare(w, n, k, mem_.data(), bf16_);
         else {
-            fp32_.n = n, fp32_.k = k, fp32_.data = static_cast<float*>(mem_);
+            fp32_.n = n, fp32_.k = k, fp32_.data = static_cast<float*>(mem_.data());
             prepack_bt(w, fp32_);
         }
-        const std::lock_guard<std::mutex> lock(registry_mutex());
-        registry()[reinterpret_cast<uintptr_t>(mem_)] = this;
-    }
-    ~prepared_linear() {
-        {
-            const std::lock_guard<std::mutex> lock(registry_mutex());
-            registry().erase(reinterpret_cast<uintptr_t>(mem_));
-        }
-        ::munmap(mem_, bytes_);
     }
     prepared_linear(const prepared_linear&) = delete;
     prepared_linear& operator=(const prepared_linear&) = delete;
@@ -59,7 +41,8 @@ public:
     int64_t rows() const { return n_; }
     int64_t cols() const { return k_; }
     precision prec() const { return precision_; }
-    const float* base() const { return static_cast<const float*>(mem_); }
+    const float* base() const { return static_cast<const float*>(mem_.data()); }
+    size_t range_bytes() const { return mem_.bytes(); }
     size_t bytes_used() const {
         return precision_ == precision::int8   ? int8_weights::bytes(n_, k_)
                : precision_ == precision::bf16 ? bf16_weights::bytes(n_, k_)
@@ -86,30 +69,12 @@ public:
     const bf16_weights& bf16() const { return bf16_; }
 
     /// The prepared weight whose range holds `p`, or null (the caller keeps a tensor of it alive).
-    static const prepared_linear* containing(const float* p) {
-        const auto a = reinterpret_cast<uintptr_t>(p);
-        const std::lock_guard<std::mutex> lock(registry_mutex());
-        auto& r = registry();
-        auto it = r.upper_bound(a);
-        if (it == r.begin()) return nullptr;
-        --it;
-        return a < it->first + it->second->bytes_ ? it->second : nullptr;
-    }
+    static const prepared_linear* containing(const float* p) { return reserved_range<prepared_linear>::containing(p); }
 
 private:
-    static std::map<uintptr_t, const prepared_linear*>& registry() {
-        static auto* r = new std::map<uintptr_t, const prepared_linear*>();  // never destroyed: weights may outlive statics
-        return *r;
-    }
-    static std::mutex& registry_mutex() {
-        static auto* m = new std::mutex();
-        return *m;
-    }
-
     int64_t n_, k_;
     precision precision_;
-    void* mem_ = nullptr;
-    size_t bytes_ = 0;
+    reserved_range<prepared_linear> mem_;
     prepacked_bt fp32_;
     int8_weights int8_;
     bf16_weights bf16_;

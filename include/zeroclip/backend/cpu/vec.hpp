@@ -21,6 +21,7 @@
 // Function-level targets: these kernels are compiled whatever -march says and run only where
 // cpu_features.hpp finds the instructions, so one binary serves every x86-64 with AVX2.
 #define ZEROCLIP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ZEROCLIP_TARGET_F16C __attribute__((target("avx2,fma,f16c")))  // every AVX2 CPU has F16C
 #define ZEROCLIP_TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 #define ZEROCLIP_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define ZEROCLIP_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))

@@ -15,8 +15,8 @@ namespace zeroclip::detail::cpu {
 /// and owner (so a new tensor in freed memory, or another view of the same memory, gets its own
 /// entry) and must stay unchanged once used, as a model's weights do. Thread-safe; entries whose
 /// weights are gone (a model destroyed) are dropped at the next call.
-/// `variant` tells apart forms of one weight that share the type `Prepared` (int8 and bf16 of a
-/// convolution): each variant has its own entry.
+/// `variant` tells apart forms of one weight that share the type `Prepared` (a convolution's for
+/// each precision, stride and pad): each variant has its own entry.
 template <class Prepared, class Make>
 std::shared_ptr<const Prepared> prepared_weight(const float* w, const std::shared_ptr<const void>& owner, int64_t rows,
                                                 int64_t cols, int64_t variant, Make&& make) {
