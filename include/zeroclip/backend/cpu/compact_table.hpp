@@ -97,18 +97,19 @@ private:
 
 #ifdef ZEROCLIP_CPU_X86
     // F16C's conversions, 8 values a step, the tail through a zero-padded block of 8.
+    /// x's bits against those of x through F16 and back (a lambda would not inherit the target).
+    ZEROCLIP_TARGET_F16C static __m256i f16_round_trip_differs(__m256 x) {
+        const __m256 back = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        return _mm256_xor_si256(_mm256_castps_si256(x), _mm256_castps_si256(back));
+    }
     ZEROCLIP_TARGET_F16C static bool all_f16_avx2(const float* v, int64_t n) {
-        const auto differs = [](__m256 x) {  // x's bits against x through F16 and back
-            const __m256 back = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-            return _mm256_xor_si256(_mm256_castps_si256(x), _mm256_castps_si256(back));
-        };
         __m256i any = _mm256_setzero_si256();
         int64_t i = 0;
-        for (; i + 8 <= n; i += 8) any = _mm256_or_si256(any, differs(_mm256_loadu_ps(v + i)));
+        for (; i + 8 <= n; i += 8) any = _mm256_or_si256(any, f16_round_trip_differs(_mm256_loadu_ps(v + i)));
         if (i < n) {
             float block[8] = {};
             std::memcpy(block, v + i, sizeof(float) * static_cast<size_t>(n - i));
-            any = _mm256_or_si256(any, differs(_mm256_loadu_ps(block)));
+            any = _mm256_or_si256(any, f16_round_trip_differs(_mm256_loadu_ps(block)));
         }
         return _mm256_testz_si256(any, any);
     }
