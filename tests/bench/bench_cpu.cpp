@@ -180,6 +180,7 @@ int main(int argc, char** argv) try {
     out["peer"] = "zeroclip";
     const char* threads = std::getenv("OMP_NUM_THREADS");
     out["threads"] = threads ? threads : "default";
+    out["rss_before_load_mib"] = rss_now_mib();  // the process, tokenizer and prompts: not the model's
     const double t0 = now_ms();
     const zeroclip::model model = zeroclip::load_model(model_path, zeroclip::cpu_backend(zeroclip::cpu_options{precision}));
     out["load_ms"] = now_ms() - t0;

@@ -123,8 +123,8 @@ TEST_CASE("tiny-rn: one image at a time gives the batch's embeddings") {
 }
 
 TEST_CASE("tiny-rn: the convolutions run on groups of images give the whole batch's bits") {
-    // cpu_options::image_group splits the batch for the stem and the first stages (group 1: the
-    // stem only; 3 and 4: the stem and two stages of tiny-rn), the rest take the gathered maps;
+    // cpu_options::image_group splits the batch for the stem and the four stages (groups of 1, 3
+    // and 4 of the 10 images: the last group short), the attention pool takes the gathered maps;
     // every kernel computes an image's values from it alone.
     auto ref = load_reference("tiny-rn");
     REQUIRE(ref.pixels.dim(0) == 10);

@@ -52,10 +52,11 @@ struct cpu_options {
     /// weight at a time (io/weights.hpp), so the packed and unpacked copies of a model never
     /// coexist; false keeps the weights as loaded (memory-mapped in place for an F32 file).
     bool pack_fp32_at_load = true;
-    /// Images a ResNet runs through its stem and first stages at a time (backend.hpp,
-    /// image_group_size; models/resnet.hpp; 0: the whole batch): their maps are then a group's,
-    /// not a batch's (51 MiB a layer1 map at 16 images). The results are the same.
-    int64_t image_group = 4;
+    /// Images a ResNet runs through its convolutions at a time (backend.hpp, image_group_size;
+    /// models/resnet.hpp; 0: the whole batch): its maps are then a group's, not a batch's (51 MiB
+    /// a layer1 map at 16 images). The results are the same; 2 was as fast as 4 and 16 (RN50,
+    /// batch 16, int8 and fp32) and held the least memory but for 1, which was slower in fp32.
+    int64_t image_group = 2;
 };
 
 /// E.g. `zeroclip::load_model(path, cpu_backend(cpu_options{precision::int8}))` for an int8 model.
